@@ -1,0 +1,2 @@
+//! sidescan CLI
+fn main() {}

@@ -1,0 +1,29 @@
+//! # sidescan-proto
+//!
+//! The `sidescan.v1` API shared by registries (hosts) and scanner plugins: the generated protobuf
+//! messages and gRPC stubs ([`v1`]), the encoded descriptor set ([`FILE_DESCRIPTOR_SET`]), well-known
+//! report MIME types ([`mime`]), and a small typed client for hosts ([`client`]) with a loader for
+//! zot-style `plugin_config.json` files ([`plugin_config`]).
+//!
+//! A host that only calls plugins depends on this crate alone.
+
+pub mod client;
+pub mod mime;
+pub mod plugin_config;
+
+/// Generated code for the `sidescan.v1` protobuf package.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("sidescan.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `sidescan.v1` (with its imports), for gRPC server reflection
+/// and for rendering messages in the proto3 canonical JSON mapping.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sidescan_v1_descriptor.bin"));
+
+/// The API version string a plugin reports in `GetMetadataResponse.api_version`.
+pub const API_VERSION: &str = "sidescan.v1";
+
+/// Fully qualified name of the Scan service, as used by health checks and reflection.
+pub const SCAN_SERVICE_NAME: &str = "sidescan.v1.Scan";

@@ -1,0 +1,167 @@
+//! What the SDK hands a plugin to scan: layers as streams of entries, whole images as a verified
+//! OCI layout (and optionally an unpacked rootfs), and blobs of non-image artifacts.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::error::Error;
+use crate::model::Platform;
+
+/// Descriptor facts about one layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Position in the manifest, 0 = base layer.
+    pub index: usize,
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Digest of the uncompressed tar (from the image config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// Media type of the blob.
+    pub media_type: String,
+    /// Size of the compressed blob in bytes.
+    pub size: u64,
+}
+
+/// The type of a layer entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file; its content is readable from the entry.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link; see [`Entry::link_target`].
+    Symlink,
+    /// A hard link to an earlier entry of the same layer; see [`Entry::link_target`].
+    Hardlink,
+    /// `.wh.NAME`: deletes NAME of lower layers. `path` is the deleted path.
+    Whiteout,
+    /// `.wh..wh..opq`: hides the lower layers' content of the directory `path`.
+    OpaqueWhiteout,
+}
+
+/// One entry of a layer, in archive order. For [`EntryKind::File`] it is an [`AsyncRead`] of the
+/// file's content; reading is optional (unread content is skipped).
+pub struct Entry {
+    /// Absolute, normalised path inside the image, e.g. `/etc/passwd`.
+    pub path: String,
+    /// Entry type.
+    pub kind: EntryKind,
+    /// Content size in bytes (files only; 0 otherwise).
+    pub size: u64,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Target of a symlink or hard link.
+    pub link_target: Option<String>,
+    pub(crate) body: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .field("mode", &self.mode)
+            .field("link_target", &self.link_target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for Entry {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.body.as_mut().poll_read(cx, buf)
+    }
+}
+
+/// Source of a layer's entries (implemented by the image pipeline).
+pub(crate) trait EntrySource: Send {
+    /// The next entry, or `None` at the end of the layer.
+    fn next_entry(&mut self) -> BoxFuture<'_, Result<Option<Entry>, Error>>;
+}
+
+/// One layer being scanned: its descriptor and a stream of its entries, read straight from the
+/// verified blob without unpacking to disk.
+pub struct Layer {
+    /// Descriptor facts.
+    pub info: LayerInfo,
+    pub(crate) entries: Box<dyn EntrySource>,
+}
+
+impl fmt::Debug for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layer")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Layer {
+    /// The next entry, or `None` after the last. Errors carry their status code: a corrupt or
+    /// over-limit layer ends the scan.
+    pub async fn next_entry(&mut self) -> Result<Option<Entry>, Error> {
+        self.entries.next_entry().await
+    }
+}
+
+/// A whole image, pulled and verified, for [`crate::Input::WholeImage`] scanners.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    /// OCI image layout directory holding exactly this image (`oci-layout`, `index.json`, blobs).
+    pub layout_dir: PathBuf,
+    /// The `org.opencontainers.image.ref.name` of the image in the layout: pass
+    /// `layout_dir:layout_ref` to tools such as `trivy image --input`.
+    pub layout_ref: String,
+    /// The unpacked root filesystem, when the scanner asked for one.
+    pub rootfs: Option<PathBuf>,
+    /// Image manifest digest.
+    pub manifest_digest: String,
+    /// Image config digest.
+    pub config_digest: String,
+    /// Layers, base first.
+    pub layers: Vec<LayerInfo>,
+    /// Platform of the image, from its config.
+    pub platform: Option<Platform>,
+}
+
+/// One blob of a non-image OCI artifact, readable as a verified stream.
+pub struct ArtifactBlob {
+    /// Digest of the blob.
+    pub digest: String,
+    /// Media type from the manifest.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `org.opencontainers.image.title` annotation, if any (often the file name).
+    pub title: Option<String>,
+    pub(crate) body: Pin<Box<dyn AsyncRead + Send>>,
+}
+
+impl fmt::Debug for ArtifactBlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArtifactBlob")
+            .field("digest", &self.digest)
+            .field("media_type", &self.media_type)
+            .field("size", &self.size)
+            .field("title", &self.title)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for ArtifactBlob {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.body.as_mut().poll_read(cx, buf)
+    }
+}

@@ -1,0 +1,331 @@
+//! Domain types a plugin works with: findings, notices, platforms, report documents.
+//!
+//! These are plain Rust types, not prost messages; [`crate::convert`] is where they become
+//! `sidescan.v1` messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// Severity on Harbor's scale, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The source gave no usable severity.
+    #[default]
+    Unknown,
+    /// Not worth acting on.
+    Negligible,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// All severities, least severe first.
+    pub const ALL: [Severity; 6] = [
+        Severity::Unknown,
+        Severity::Negligible,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// Upper-case name as Harbor and Trivy write it, e.g. `HIGH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unknown => "UNKNOWN",
+            Severity::Negligible => "NEGLIGIBLE",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = Error;
+
+    /// Parses a severity name, case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Severity::ALL
+            .into_iter()
+            .find(|sev| sev.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "unknown severity {s:?} (expected one of unknown, negligible, low, medium, high, critical)"
+                ))
+            })
+    }
+}
+
+/// What sort of problem a finding is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FindingKind {
+    /// A known vulnerability in a package.
+    #[default]
+    Vulnerability,
+    /// Malicious content matched by a signature.
+    Malware,
+    /// A credential or key in a file.
+    Secret,
+    /// A configuration problem.
+    Misconfiguration,
+    /// A license of concern.
+    License,
+}
+
+/// CVSS data from one source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cvss {
+    /// CVSS v2 vector.
+    pub v2_vector: String,
+    /// CVSS v2 base score.
+    pub v2_score: f64,
+    /// CVSS v3 vector.
+    pub v3_vector: String,
+    /// CVSS v3 base score.
+    pub v3_score: f64,
+    /// CVSS v4 vector.
+    pub v4_vector: String,
+    /// CVSS v4 base score.
+    pub v4_score: f64,
+}
+
+/// One finding of any kind.
+///
+/// Build one with [`Finding::new`] and fill the fields that apply; the SDK fills `layer_digest`,
+/// `layer_diff_id` and `platforms` when the plugin leaves them empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finding {
+    /// What sort of finding.
+    pub kind: FindingKind,
+    /// CVE/GHSA id, signature name, secret rule id, ...
+    pub id: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Package name (package findings).
+    pub package: String,
+    /// Installed package version.
+    pub installed_version: String,
+    /// First fixed version; empty when there is no fix.
+    pub fixed_version: String,
+    /// Fix status as the source states it.
+    pub status: String,
+    /// One-line title.
+    pub title: String,
+    /// Longer description.
+    pub description: String,
+    /// Reference URLs, primary first.
+    pub links: Vec<String>,
+    /// CVSS by source.
+    pub cvss: BTreeMap<String, Cvss>,
+    /// CWE ids.
+    pub cwe_ids: Vec<String>,
+    /// Path of the file inside the image, absolute (`/etc/ssl/key.pem`).
+    pub path: String,
+    /// Digest of the compressed layer blob.
+    pub layer_digest: String,
+    /// diff_id of the layer.
+    pub layer_diff_id: String,
+    /// Package ecosystem, e.g. `alpine`, `npm`.
+    pub package_type: String,
+    /// Package URL.
+    pub purl: String,
+    /// Scanner-specific extras.
+    pub vendor_attributes: BTreeMap<String, String>,
+    /// Platforms of an index this finding was seen on (set by the SDK for multi-platform scans).
+    pub platforms: Vec<Platform>,
+}
+
+impl Finding {
+    /// A finding of `kind` with identifier `id` and `severity`; other fields empty.
+    pub fn new(kind: FindingKind, id: impl Into<String>, severity: Severity) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+            severity,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the file path and returns the finding.
+    pub fn at_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Sets the title and returns the finding.
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+}
+
+/// Something that was not scanned, or only in part. Notices keep unscanned content from passing as
+/// clean.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Notice {
+    /// Machine-readable reason, e.g. `file-too-large` (see [`notice_codes`]).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The file concerned, if any.
+    pub path: String,
+    /// The layer concerned, if any.
+    pub layer_digest: String,
+}
+
+impl Notice {
+    /// A notice with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the path and returns the notice.
+    pub fn at_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+}
+
+/// Notice codes the SDK and the reference plugins use.
+pub mod notice_codes {
+    /// A file was larger than the scanner can take.
+    pub const FILE_TOO_LARGE: &str = "file-too-large";
+    /// A non-distributable (foreign) layer was not pulled.
+    pub const NON_DISTRIBUTABLE_LAYER: &str = "non-distributable-layer";
+    /// A blob or layer media type the SDK cannot read.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
+    /// A device, fifo or socket entry was skipped.
+    pub const SPECIAL_FILE_SKIPPED: &str = "special-file-skipped";
+    /// An entry that would escape the root was skipped.
+    pub const UNSAFE_PATH_SKIPPED: &str = "unsafe-path-skipped";
+    /// The engine could not scan a file (its own error).
+    pub const SCAN_ERROR: &str = "scan-error";
+}
+
+/// An OCI platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Platform {
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// Architecture, e.g. `amd64`.
+    pub architecture: String,
+    /// Variant, e.g. `v8`; may be empty.
+    pub variant: String,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+
+    /// Parses `os/arch[/variant]`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let valid = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        };
+        match parts.as_slice() {
+            [os, arch] if valid(os) && valid(arch) => Ok(Platform {
+                os: (*os).into(),
+                architecture: (*arch).into(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
+                os: (*os).into(),
+                architecture: (*arch).into(),
+                variant: (*variant).into(),
+            }),
+            _ => Err(Error::invalid_argument(format!(
+                "invalid platform {s:?}: expected os/architecture[/variant], e.g. linux/arm64/v8"
+            ))),
+        }
+    }
+}
+
+/// A report document a plugin renders itself (e.g. an SBOM), for one requested report type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportDocument {
+    /// Media type of `content`, e.g. `application/spdx+json`.
+    pub media_type: String,
+    /// The document.
+    pub content: Vec<u8>,
+}
+
+/// What a plugin found in one layer, blob or image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanFindings {
+    /// Findings of every kind.
+    pub findings: Vec<Finding>,
+    /// What was not scanned, and why.
+    pub notices: Vec<Notice>,
+    /// Documents the plugin rendered itself, keyed by requested report MIME type (normalised with
+    /// [`sidescan_proto::mime::normalize`]). A failed document is an `Err`, which fails that report
+    /// type only.
+    pub documents: BTreeMap<String, Result<ReportDocument, Error>>,
+}
+
+impl ScanFindings {
+    /// Appends another result to this one.
+    pub fn extend(&mut self, other: ScanFindings) {
+        self.findings.extend(other.findings);
+        self.notices.extend(other.notices);
+        self.documents.extend(other.documents);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_parses_case_insensitively_and_orders() {
+        assert_eq!("high".parse::<Severity>().unwrap(), Severity::High);
+        assert_eq!("CRITICAL".parse::<Severity>().unwrap(), Severity::Critical);
+        assert!("severe".parse::<Severity>().is_err());
+        assert!(Severity::Critical > Severity::High && Severity::Low > Severity::Unknown);
+    }
+
+    #[test]
+    fn platform_parses_and_rejects() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_str()),
+            ("linux", "arm64", "v8")
+        );
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        for bad in ["", "linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The [`Scanner`] trait: the one thing a plugin author implements.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::context::ScanContext;
+use crate::error::Error;
+use crate::input::{ArtifactBlob, ImageInput, Layer};
+use crate::model::ScanFindings;
+
+/// Identity and capabilities of a scanner plugin, as `GetMetadata` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannerInfo {
+    /// Product name, e.g. `sidescan-clamav`.
+    pub name: String,
+    /// Who makes it.
+    pub vendor: String,
+    /// Semantic version of the plugin.
+    pub version: String,
+    /// What the plugin produces.
+    pub capabilities: Vec<Capability>,
+}
+
+/// One kind of scan a plugin performs (Harbor's capability shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capability {
+    /// Kind of scan: `vulnerability`, `malware`, `sbom`, `secret`, ...
+    pub kind: String,
+    /// Report MIME types produced (see [`sidescan_proto::mime`]). The first capability's first type
+    /// is the plugin's primary report type.
+    pub produces: Vec<String>,
+}
+
+/// How the SDK feeds a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The SDK streams every layer's entries to [`Scanner::scan_layer`], and caches the result per
+    /// layer digest and [`Scanner::engine_version`]; a base layer shared by many images is scanned
+    /// once.
+    PerLayer,
+    /// The SDK hands [`Scanner::scan_image`] a verified local OCI layout of the image and, when
+    /// `rootfs` is true, an unpacked root filesystem with whiteouts applied.
+    WholeImage {
+        /// Unpack the layers into a root filesystem as well.
+        rootfs: bool,
+    },
+}
+
+/// Whether a scanner's engine can scan right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Ready: health reports SERVING.
+    Ready,
+    /// Not ready, with the reason: health reports NOT_SERVING and scans answer UNAVAILABLE.
+    NotReady(String),
+}
+
+/// A scanner plugin.
+///
+/// Implement [`info`](Scanner::info), [`input`](Scanner::input) and the scan method that matches
+/// the input ([`scan_layer`](Scanner::scan_layer) or [`scan_image`](Scanner::scan_image)); pass the
+/// scanner to [`crate::serve`]. Everything else has a default.
+///
+/// Errors are [`Error`]s, whose variants are the status codes of `sidescan.v1`: return
+/// [`Error::Unavailable`] when the engine is down, [`Error::FailedPrecondition`] when it is
+/// misconfigured. A scanner must never return findings for content it did not scan without a
+/// [`crate::model::Notice`] saying so.
+#[async_trait]
+pub trait Scanner: Send + Sync + 'static {
+    /// Identity and capabilities.
+    fn info(&self) -> ScannerInfo;
+
+    /// How the SDK should feed this scanner.
+    fn input(&self) -> Input;
+
+    /// Engine facts for `GetMetadata.properties`, e.g. signature or DB version and update time.
+    async fn properties(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Whether the engine can scan now. The SDK polls this to drive `grpc.health.v1` and refuses
+    /// scans with UNAVAILABLE while it is not ready.
+    async fn readiness(&self) -> Readiness {
+        Readiness::Ready
+    }
+
+    /// Identifies the engine's state (e.g. signature set or DB version). Part of every result-cache
+    /// key, so a change here means no older result is served. Return an error while the engine
+    /// cannot say (the scan then fails with that error).
+    async fn engine_version(&self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+
+    /// Scans one layer by walking its entries ([`Input::PerLayer`] scanners).
+    async fn scan_layer(&self, layer: &mut Layer, ctx: &ScanContext) -> Result<ScanFindings, Error> {
+        let _ = (layer, ctx);
+        Err(Error::failed_precondition(
+            "this scanner does not scan layers one by one",
+        ))
+    }
+
+    /// Scans a whole image ([`Input::WholeImage`] scanners).
+    async fn scan_image(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let _ = (image, ctx);
+        Err(Error::failed_precondition(
+            "this scanner does not scan whole images",
+        ))
+    }
+
+    /// Scans one blob of a non-image OCI artifact (e.g. a plugin or rule file distributed through
+    /// a registry). The default answers FAILED_PRECONDITION: the artifact is not scannable here.
+    async fn scan_artifact_blob(
+        &self,
+        blob: &mut ArtifactBlob,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let _ = (blob, ctx);
+        Err(Error::failed_precondition(
+            "this scanner does not scan non-image artifacts",
+        ))
+    }
+}
