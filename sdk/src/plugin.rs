@@ -10,7 +10,7 @@ use crate::input::{ArtifactBlob, ImageInput, Layer};
 use crate::model::ScanFindings;
 
 /// Identity and capabilities of a scanner plugin, as `GetMetadata` reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScannerInfo {
     /// Product name, e.g. `sidescan-clamav`.
     pub name: String,
@@ -23,10 +23,14 @@ pub struct ScannerInfo {
 }
 
 /// One kind of scan a plugin performs (Harbor's capability shape).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capability {
     /// Kind of scan: `vulnerability`, `malware`, `sbom`, `secret`, ...
     pub kind: String,
+    /// Artifact media types accepted. Empty means OCI and Docker image manifests and indexes;
+    /// list non-image types (e.g. a rules-file config type) to advertise that
+    /// [`Scanner::scan_artifact_blob`] handles them.
+    pub consumes: Vec<String>,
     /// Report MIME types produced (see [`sidescan_proto::mime`]). The first capability's first type
     /// is the plugin's primary report type.
     pub produces: Vec<String>,
@@ -93,7 +97,11 @@ pub trait Scanner: Send + Sync + 'static {
     }
 
     /// Scans one layer by walking its entries ([`Input::PerLayer`] scanners).
-    async fn scan_layer(&self, layer: &mut Layer, ctx: &ScanContext) -> Result<ScanFindings, Error> {
+    async fn scan_layer(
+        &self,
+        layer: &mut Layer,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
         let _ = (layer, ctx);
         Err(Error::failed_precondition(
             "this scanner does not scan layers one by one",

@@ -1,9 +1,265 @@
-//! The plugin server (being written).
+//! The plugin server: one entry point ([`serve`]) that owns flags and environment, logging, TLS,
+//! health, reflection, the concurrency limit, deadlines, graceful shutdown and exit codes.
+//!
+//! Exit codes of a plugin process: 0 after a clean shutdown, 1 when the server cannot start or
+//! fails while serving, 2 for invalid flags, 3 when in-flight scans outlived the shutdown grace
+//! period.
+
+mod config;
+mod health;
+mod limiter;
+mod logging;
+mod service;
+mod tls;
+
+use std::future::Future;
 use std::process::ExitCode;
-/// Server configuration.
-#[derive(Debug, Clone, Default)]
-pub struct ServerConfig;
-/// Runs a plugin.
-pub fn serve<S: crate::Scanner>(scanner: S) -> ExitCode { let _ = scanner; ExitCode::FAILURE }
-/// Runs a plugin with a config.
-pub fn serve_with<S: crate::Scanner>(scanner: S, config: ServerConfig) -> ExitCode { let _ = (scanner, config); ExitCode::FAILURE }
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+pub use config::{ListenAddr, LogFormat, ServerConfig};
+
+use crate::pipeline::Pipeline;
+use crate::plugin::{Readiness, Scanner};
+use service::{ScanGrpc, ScanService};
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting could not be used (unreadable TLS files, cache directory, ...).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC transport failed.
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Scans were still running when the shutdown grace period ended.
+    #[error("shutdown grace period expired with scans still in flight")]
+    GraceExpired,
+}
+
+impl ServeError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::GraceExpired => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs `scanner` as a plugin process: parses the SDK's flags and environment (exit 2 on invalid
+/// ones), serves until SIGTERM or SIGINT, drains, and returns the exit code. A plugin's `main` is
+/// `fn main() -> ExitCode { sidescan_sdk::serve(MyScanner) }`.
+pub fn serve<S: Scanner>(scanner: S) -> ExitCode {
+    let info = scanner.info();
+    let command = <ServerConfig as clap::Args>::augment_args(
+        clap::Command::new(info.name.clone())
+            .version(info.version.clone())
+            .about(format!("{} — a sidescan.v1 scanner plugin", info.name)),
+    );
+    let matches = command.get_matches();
+    let config = match <ServerConfig as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(config) => config,
+        Err(err) => err.exit(),
+    };
+    serve_with(scanner, config)
+}
+
+/// Runs `scanner` with an already parsed `config` (for plugins that add flags of their own by
+/// flattening [`ServerConfig`] into their parser). Serves until SIGTERM or SIGINT.
+pub fn serve_with<S: Scanner>(scanner: S, config: ServerConfig) -> ExitCode {
+    logging::init(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(Arc::new(scanner), config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "plugin server stopped");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the plugin with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+        _ = int.recv() => tracing::info!("SIGINT received: draining"),
+    }
+}
+
+/// Serves `scanner` until `shutdown` resolves, then stops accepting work, reports NOT_SERVING,
+/// lets in-flight scans finish within the grace period, and returns.
+pub async fn run(
+    scanner: Arc<dyn Scanner>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let pipeline = Arc::new(
+        Pipeline::new(config.pipeline_options())
+            .map_err(|e| ServeError::Config(e.message().to_owned()))?,
+    );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let not_ready = Readiness::NotReady("starting".into());
+    health::set_status(&health_reporter, &not_ready).await;
+    let (readiness_tx, readiness_rx) = watch::channel(not_ready);
+    let stop_watching = CancellationToken::new();
+    let watcher = tokio::spawn(health::watch_readiness(
+        scanner.clone(),
+        health_reporter.clone(),
+        readiness_tx,
+        config.health_interval,
+        stop_watching.clone(),
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sidescan_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sidescan_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
+
+    let scan = ScanGrpc(Arc::new(ScanService::new(
+        scanner.clone(),
+        pipeline,
+        readiness_rx,
+        config.clone(),
+    )));
+    let mut builder = Server::builder();
+    if let Some(tls) = tls::server_tls(&config)? {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(sidescan_proto::v1::scan_server::ScanServer::new(scan));
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = async {
+        let _ = drain_rx.await;
+    };
+    let info = scanner.info();
+    let served = match &config.listen {
+        ListenAddr::Tcp(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?
+                .to_string();
+            announce(&config, &info.name, &bound)?;
+            tokio::spawn(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain),
+            )
+        }
+        ListenAddr::Unix(path) => {
+            if path.exists() {
+                std::fs::remove_file(path).map_err(|source| ServeError::Bind {
+                    addr: config.listen.to_string(),
+                    source,
+                })?;
+            }
+            let listener = UnixListener::bind(path).map_err(|source| ServeError::Bind {
+                addr: config.listen.to_string(),
+                source,
+            })?;
+            announce(&config, &info.name, &config.listen.to_string())?;
+            tokio::spawn(
+                router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), drain),
+            )
+        }
+    };
+
+    tokio::pin!(served);
+    let result = tokio::select! {
+        joined = &mut served => joined_result(joined),
+        () = shutdown => {
+            stop_watching.cancel();
+            let _ = watcher.await;
+            health::set_status(&health_reporter, &Readiness::NotReady("shutting down".into())).await;
+            let _ = drain_tx.send(());
+            match tokio::time::timeout(config.shutdown_grace, &mut served).await {
+                Ok(joined) => joined_result(joined),
+                Err(_) => {
+                    served.abort();
+                    Err(ServeError::GraceExpired)
+                }
+            }
+        }
+    };
+    stop_watching.cancel();
+    if let ListenAddr::Unix(path) = &config.listen {
+        let _ = std::fs::remove_file(path);
+    }
+    if result.is_ok() {
+        tracing::info!("drained: all scans finished");
+    }
+    result
+}
+
+fn joined_result(
+    joined: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), ServeError> {
+    match joined {
+        Ok(served) => served.map_err(ServeError::from),
+        Err(err) => Err(ServeError::Config(format!("server task failed: {err}"))),
+    }
+}
+
+/// Logs the bound address and writes it to `--addr-file` when asked.
+fn announce(config: &ServerConfig, name: &str, addr: &str) -> Result<(), ServeError> {
+    tracing::info!(
+        plugin = name,
+        addr,
+        tls = config.tls_cert.is_some(),
+        "listening"
+    );
+    if let Some(file) = &config.addr_file {
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, addr)
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| ServeError::Config(format!("cannot write {}: {e}", file.display())))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The SDK's command-line flags and environment variables ([`ServerConfig`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Args, ValueEnum};
+
+use crate::limits::Limits;
+use crate::pipeline::PipelineOptions;
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP `host:port`.
+    Tcp(String),
+    /// A Unix domain socket path (`unix:/path`).
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path, e.g. unix:/run/sidescan.sock".into());
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Tcp(s.to_owned()))
+            }
+            _ => Err(format!(
+                "invalid listen address {s:?}: expected host:port (e.g. 127.0.0.1:50051) or unix:/path"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => f.write_str(addr),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every flag a plugin built on the SDK understands. Each has an environment variable
+/// (`SIDESCAN_*`); flags win over the environment.
+///
+/// Plugins with flags of their own flatten this into their parser:
+///
+/// ```
+/// #[derive(clap::Parser)]
+/// struct Cli {
+///     /// The engine's address.
+///     #[arg(long)]
+///     engine: String,
+///     #[command(flatten)]
+///     server: sidescan_sdk::ServerConfig,
+/// }
+/// ```
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to serve on: host:port, or unix:/path for a Unix socket.
+    #[arg(long, env = "SIDESCAN_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: ListenAddr,
+
+    /// PEM certificate chain for TLS (with --tls-key). Without it the server speaks plaintext.
+    #[arg(long, env = "SIDESCAN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(long, env = "SIDESCAN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: when set, clients must present a certificate signed by it (mTLS).
+    #[arg(long, env = "SIDESCAN_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Scans that run at once.
+    #[arg(long, env = "SIDESCAN_MAX_CONCURRENT_SCANS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_scans: u32,
+
+    /// Scans that may wait for a slot; one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SIDESCAN_MAX_QUEUED_SCANS", default_value_t = 16)]
+    pub max_queued_scans: u32,
+
+    /// Timeout of a scan whose caller set no deadline.
+    #[arg(long, env = "SIDESCAN_DEFAULT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub default_timeout: Duration,
+
+    /// Upper bound on any scan, whatever deadline the caller sets.
+    #[arg(long, env = "SIDESCAN_MAX_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub max_timeout: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight scans may finish before the server exits anyway.
+    #[arg(long, env = "SIDESCAN_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How often the plugin's readiness is polled for grpc.health.v1.
+    #[arg(long, env = "SIDESCAN_HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// Log format.
+    #[arg(long, env = "SIDESCAN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (e.g. info, debug, sidescan_sdk=debug). RUST_LOG overrides it.
+    #[arg(long, env = "SIDESCAN_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Blob and layer-result cache directory (kept across restarts).
+    #[arg(long, env = "SIDESCAN_CACHE_DIR", default_value_os_t = default_cache_dir())]
+    pub cache_dir: PathBuf,
+
+    /// Size cap of the blob cache; least recently used blobs are evicted past it.
+    #[arg(long, env = "SIDESCAN_CACHE_MAX_SIZE", default_value = "10GiB")]
+    pub cache_max_size: ByteSize,
+
+    /// Parent directory of per-scan scratch directories (each removed after its scan).
+    #[arg(long, env = "SIDESCAN_SCRATCH_DIR", default_value_os_t = std::env::temp_dir())]
+    pub scratch_dir: PathBuf,
+
+    /// Registries (host[:port]) the plugin may pull from; repeat or comma-separate. Default: any.
+    #[arg(
+        long = "allow-registry",
+        env = "SIDESCAN_ALLOWED_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub allowed_registries: Vec<String>,
+
+    /// Largest total compressed size of one image (0: no limit).
+    #[arg(long, env = "SIDESCAN_MAX_IMAGE_SIZE", default_value = "8GiB")]
+    pub max_image_size: ByteSize,
+
+    /// Largest total uncompressed size of one image (0: no limit).
+    #[arg(long, env = "SIDESCAN_MAX_UNCOMPRESSED_SIZE", default_value = "16GiB")]
+    pub max_uncompressed_size: ByteSize,
+
+    /// Most entries (files, directories, links) in one image (0: no limit).
+    #[arg(long, env = "SIDESCAN_MAX_ENTRIES", default_value_t = 1_000_000)]
+    pub max_entries: u64,
+
+    /// Largest single file (0: no limit).
+    #[arg(long, env = "SIDESCAN_MAX_FILE_SIZE", default_value = "4GiB")]
+    pub max_file_size: ByteSize,
+
+    /// Largest uncompressed/compressed ratio of one layer (0: no limit).
+    #[arg(long, env = "SIDESCAN_MAX_COMPRESSION_RATIO", default_value_t = 200)]
+    pub max_compression_ratio: u32,
+
+    /// Write the bound address (host:port or unix:/path) to this file once serving; useful with
+    /// port 0 in scripts and tests.
+    #[arg(long, env = "SIDESCAN_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Largest manifest or index document.
+    #[arg(long, env = "SIDESCAN_MAX_MANIFEST_SIZE", default_value = "4MiB")]
+    pub max_manifest_size: ByteSize,
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sidescan")
+}
+
+impl ServerConfig {
+    /// The configuration from defaults and `SIDESCAN_*` environment variables alone, as if no
+    /// flag were given.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Self::from_args(["sidescan-plugin"])
+    }
+
+    /// The configuration from command-line style arguments (the first is the program name) plus
+    /// the environment.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        <Only as clap::Parser>::try_parse_from(args).map(|only| only.config)
+    }
+
+    /// The image limits these flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_image_bytes: self.max_image_size.as_u64(),
+            max_uncompressed_bytes: self.max_uncompressed_size.as_u64(),
+            max_entries: self.max_entries,
+            max_file_bytes: self.max_file_size.as_u64(),
+            max_compression_ratio: self.max_compression_ratio,
+            max_manifest_bytes: self.max_manifest_size.as_u64(),
+            ..Limits::default()
+        }
+    }
+
+    /// The image-pipeline options these flags set.
+    pub fn pipeline_options(&self) -> PipelineOptions {
+        PipelineOptions {
+            cache_dir: self.cache_dir.clone(),
+            cache_max_bytes: self.cache_max_size.as_u64(),
+            scratch_root: self.scratch_dir.clone(),
+            limits: self.limits(),
+            allowed_registries: self.allowed_registries.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServerConfig,
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            "127.0.0.1:0".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:0".into())
+        );
+        assert_eq!(
+            "unix:/tmp/x.sock".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Unix("/tmp/x.sock".into())
+        );
+        for bad in ["", "unix:", "localhost", "host:port", ":50051"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn flags_parse_sizes_durations_and_lists() {
+        let cli = Cli::try_parse_from([
+            "p",
+            "--listen",
+            "unix:/tmp/p.sock",
+            "--max-file-size",
+            "1MiB",
+            "--default-timeout",
+            "90s",
+            "--allow-registry",
+            "127.0.0.1:5000,registry.local",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.limits().max_file_bytes, 1 << 20);
+        assert_eq!(cli.config.default_timeout, Duration::from_secs(90));
+        assert_eq!(
+            cli.config.allowed_registries,
+            ["127.0.0.1:5000", "registry.local"]
+        );
+        assert!(
+            Cli::try_parse_from(["p", "--tls-cert", "c.pem"]).is_err(),
+            "cert without key"
+        );
+        assert!(Cli::try_parse_from(["p", "--max-concurrent-scans", "0"]).is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! The `sidescan.v1.Scan` gRPC service: request validation, deadlines, the concurrency limit, and
+//! the one path from a request to a response that both `ScanImage` and `ScanImageStream` take.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::Stream;
+use sidescan_proto::{mime, v1 as pb};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::config::ServerConfig;
+use super::limiter::ScanLimiter;
+use crate::context::{Phase, ProgressEvent, ProgressSink, ScanContext};
+use crate::convert::{platform_from_proto, progress_to_proto};
+use crate::error::Error;
+use crate::pipeline::{Pipeline, ScanJob};
+use crate::plugin::{Input, Readiness, Scanner, ScannerInfo};
+use crate::report::{self, RequestedReports};
+
+/// Request metadata key carrying the request id.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The SDK's own deadline fires this much before tonic's transport timer (which would answer
+/// CANCELLED), so callers get DEADLINE_EXCEEDED as documented.
+const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(10);
+const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(250);
+
+/// Everything the service shares between requests.
+pub(crate) struct ScanService {
+    scanner: Arc<dyn Scanner>,
+    info: ScannerInfo,
+    pipeline: Arc<Pipeline>,
+    limiter: Arc<ScanLimiter>,
+    readiness: watch::Receiver<Readiness>,
+    config: ServerConfig,
+}
+
+/// A validated request, ready to run.
+struct PreparedScan {
+    request_id: String,
+    job: ScanJob,
+    requested: RequestedReports,
+    /// When the scan must be over (the SDK's timer).
+    deadline: Duration,
+}
+
+impl ScanService {
+    pub(crate) fn new(
+        scanner: Arc<dyn Scanner>,
+        pipeline: Arc<Pipeline>,
+        readiness: watch::Receiver<Readiness>,
+        config: ServerConfig,
+    ) -> Self {
+        let info = scanner.info();
+        Self {
+            scanner,
+            info,
+            pipeline,
+            limiter: Arc::new(ScanLimiter::new(
+                config.max_concurrent_scans,
+                config.max_queued_scans,
+            )),
+            readiness,
+            config,
+        }
+    }
+
+    /// Report MIME types this plugin produces, normalised.
+    fn produced_types(&self) -> Vec<String> {
+        self.info
+            .capabilities
+            .iter()
+            .flat_map(|c| c.produces.iter().map(|m| mime::normalize(m)))
+            .collect()
+    }
+
+    /// Validates a request and works out its deadline. All request validation happens here (and
+    /// in [`Pipeline::validate`], which it calls), before a scan slot is taken.
+    fn prepare(
+        &self,
+        metadata: &MetadataMap,
+        request: &pb::ScanRequest,
+    ) -> Result<PreparedScan, Error> {
+        let request_id = request_id(metadata);
+        let produced = self.produced_types();
+        let mut requested = RequestedReports::new();
+        for (mime_type, params) in &request.report_types {
+            let normalized = mime::normalize(mime_type);
+            if !produced.contains(&normalized) {
+                return Err(Error::invalid_argument(format!(
+                    "unknown report type {mime_type:?}: this plugin produces {}",
+                    produced.join(", ")
+                )));
+            }
+            let params = params
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>();
+            requested.insert(normalized, params);
+        }
+        let registry = request.registry.clone().unwrap_or_default();
+        let job = ScanJob {
+            image: request.image.trim().to_owned(),
+            registry_url: registry.url.trim().to_owned(),
+            authorization: registry.authorization,
+            insecure: registry.insecure,
+            platform: platform_from_proto(request.platform.as_ref())?,
+        };
+        self.pipeline.validate(&job)?;
+        let deadline = self.deadline(metadata)?;
+        Ok(PreparedScan {
+            request_id,
+            job,
+            requested,
+            deadline,
+        })
+    }
+
+    /// The time this scan may take: the caller's deadline (less a margin) or the default timeout,
+    /// capped by the maximum.
+    fn deadline(&self, metadata: &MetadataMap) -> Result<Duration, Error> {
+        let requested = match metadata.get("grpc-timeout").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(text)) => Some(parse_grpc_timeout(text).ok_or_else(|| {
+                Error::invalid_argument(format!("malformed grpc-timeout {text:?}"))
+            })?),
+            Some(Err(_)) => return Err(Error::invalid_argument("malformed grpc-timeout")),
+        };
+        Ok(match requested {
+            Some(caller) => {
+                let margin = (caller / 20).clamp(DEADLINE_MARGIN_MIN, DEADLINE_MARGIN_MAX);
+                caller.saturating_sub(margin).min(self.config.max_timeout)
+            }
+            None => self.config.default_timeout.min(self.config.max_timeout),
+        })
+    }
+
+    /// Runs a prepared scan to its response. Dropping the future cancels the scan's work.
+    async fn execute(
+        &self,
+        scan: PreparedScan,
+        progress: ProgressSink,
+    ) -> Result<pb::ScanResponse, Error> {
+        let started = Instant::now();
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let PreparedScan {
+            request_id,
+            job,
+            requested,
+            deadline,
+        } = scan;
+        let work = async {
+            if let Readiness::NotReady(reason) = &*self.readiness.borrow() {
+                return Err(Error::unavailable(format!(
+                    "scanner engine not ready: {reason}"
+                )));
+            }
+            progress.report(ProgressEvent::phase(
+                Phase::Queued,
+                "waiting for a scan slot",
+            ));
+            tracing::debug!(
+                running = self.limiter.running(),
+                queued = self.limiter.queued(),
+                "taking a scan slot"
+            );
+            let _slot = self.limiter.acquire().await?;
+            let mut ctx = ScanContext::new(request_id.clone(), &self.config.scratch_dir);
+            ctx.report_types = requested.clone();
+            ctx.platform = job.platform.clone();
+            ctx.cancel = cancel.clone();
+            ctx.progress = progress.clone();
+            let outcome = self.pipeline.scan(&self.scanner, &job, &ctx).await?;
+            progress.report(ProgressEvent::phase(
+                Phase::Reporting,
+                "building the report",
+            ));
+            Ok(report::build_response(
+                &self.info,
+                outcome,
+                &requested,
+                SystemTime::now(),
+            ))
+        };
+        let result = if deadline.is_zero() {
+            Err(Error::DeadlineExceeded(
+                "the caller's deadline leaves no time to scan".into(),
+            ))
+        } else {
+            match tokio::time::timeout(deadline, work).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::DeadlineExceeded(format!(
+                    "scan did not finish within {}",
+                    humantime::format_duration(deadline)
+                ))),
+            }
+        };
+        let elapsed_ms = started.elapsed().as_millis();
+        match &result {
+            Ok(resp) => {
+                let summary = resp.report.as_ref().and_then(|r| r.summary.as_ref());
+                tracing::info!(
+                    elapsed_ms,
+                    findings = summary.map_or(0, |s| s.total),
+                    notices = resp.report.as_ref().map_or(0, |r| r.notices.len()),
+                    "scan finished"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(elapsed_ms, code = ?err.code(), error = %err.message(), "scan failed")
+            }
+        }
+        result
+    }
+
+    fn span(&self, request_id: &str, job: &ScanJob) -> tracing::Span {
+        // The authorization value is deliberately not a field: it must never be logged.
+        tracing::info_span!(
+            "scan",
+            request_id = %request_id,
+            image = %job.image,
+            registry = %job.registry_url,
+            platform = job.platform.as_ref().map(ToString::to_string).unwrap_or_default(),
+        )
+    }
+
+    fn metadata(&self, properties: BTreeMap<String, String>) -> pb::GetMetadataResponse {
+        let image_types = [
+            mime::OCI_MANIFEST,
+            mime::OCI_INDEX,
+            mime::DOCKER_MANIFEST,
+            mime::DOCKER_MANIFEST_LIST,
+        ];
+        let capabilities: Vec<pb::Capability> = self
+            .info
+            .capabilities
+            .iter()
+            .map(|c| pb::Capability {
+                r#type: c.kind.clone(),
+                consumes_mime_types: if c.consumes.is_empty() {
+                    image_types.iter().map(|s| (*s).to_owned()).collect()
+                } else {
+                    c.consumes.clone()
+                },
+                produces_mime_types: c.produces.clone(),
+            })
+            .collect();
+        let artifact_blobs = self
+            .info
+            .capabilities
+            .iter()
+            .flat_map(|c| &c.consumes)
+            .any(|m| !image_types.contains(&m.as_str()));
+        let limits = self.config.limits();
+        pb::GetMetadataResponse {
+            scanner: Some(report::scanner_to_proto(&self.info)),
+            api_version: sidescan_proto::API_VERSION.to_owned(),
+            capabilities,
+            properties: properties.into_iter().collect(),
+            features: Some(pb::Features {
+                streaming: true,
+                platform_selection: true,
+                multi_platform: true,
+                layer_result_cache: self.scanner.input() == Input::PerLayer,
+                artifact_blobs,
+            }),
+            limits: Some(pb::Limits {
+                max_concurrent_scans: self.config.max_concurrent_scans,
+                max_queued_scans: self.config.max_queued_scans,
+                max_image_bytes: limits.max_image_bytes,
+                max_uncompressed_bytes: limits.max_uncompressed_bytes,
+                max_entries: limits.max_entries,
+                max_file_bytes: limits.max_file_bytes,
+                max_compression_ratio: limits.max_compression_ratio,
+                default_timeout: prost_types::Duration::try_from(self.config.default_timeout).ok(),
+                max_timeout: prost_types::Duration::try_from(self.config.max_timeout).ok(),
+                max_manifest_bytes: limits.max_manifest_bytes,
+            }),
+        }
+    }
+}
+
+/// The request id from metadata when it is sane (printable ASCII, at most 128 bytes), else a new
+/// UUID.
+fn request_id(metadata: &MetadataMap) -> String {
+    metadata
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// Parses a `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.checked_mul(3600)?),
+        "M" => Duration::from_secs(value.checked_mul(60)?),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn with_request_id<T>(message: T, request_id: &str) -> Response<T> {
+    let mut response = Response::new(message);
+    if let Ok(value) = MetadataValue::try_from(request_id) {
+        response.metadata_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// The tonic-facing wrapper (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct ScanGrpc(pub(crate) Arc<ScanService>);
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ScanImageStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::scan_server::Scan for ScanGrpc {
+    async fn get_metadata(
+        &self,
+        _request: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::GetMetadataResponse>, Status> {
+        let properties = tokio::time::timeout(Duration::from_secs(5), self.0.scanner.properties())
+            .await
+            .unwrap_or_default();
+        Ok(Response::new(self.0.metadata(properties)))
+    }
+
+    async fn scan_image(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        let service = &self.0;
+        let prepared = service.prepare(request.metadata(), request.get_ref());
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
+                return Err(err.into());
+            }
+        };
+        let request_id = prepared.request_id.clone();
+        let span = service.span(&request_id, &prepared.job);
+        let response = service
+            .execute(prepared, ProgressSink::disabled())
+            .instrument(span)
+            .await?;
+        Ok(with_request_id(response, &request_id))
+    }
+
+    type ScanImageStreamStream = EventStream;
+
+    async fn scan_image_stream(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
+        let service = self.0.clone();
+        let prepared = match service.prepare(request.metadata(), request.get_ref()) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
+                return Err(err.into());
+            }
+        };
+        let request_id = prepared.request_id.clone();
+        let span = service.span(&request_id, &prepared.job);
+        let (events_tx, events_rx) =
+            mpsc::channel::<Result<pb::ScanImageStreamResponse, Status>>(32);
+        let (progress_tx, mut progress_rx) = mpsc::channel::<ProgressEvent>(64);
+        tokio::spawn(
+            async move {
+                let scan = service.execute(prepared, ProgressSink::new(progress_tx));
+                tokio::pin!(scan);
+                let progress_event = |p: &ProgressEvent| pb::ScanImageStreamResponse {
+                    event: Some(pb::scan_image_stream_response::Event::Progress(
+                        progress_to_proto(p),
+                    )),
+                };
+                let result = loop {
+                    tokio::select! {
+                        result = &mut scan => break result,
+                        Some(event) = progress_rx.recv() => {
+                            // A caller that hung up cancels the scan (dropping `scan`).
+                            if events_tx.send(Ok(progress_event(&event))).await.is_err() {
+                                tracing::info!("caller went away: scan cancelled");
+                                return;
+                            }
+                        }
+                        () = events_tx.closed() => {
+                            tracing::info!("caller went away: scan cancelled");
+                            return;
+                        }
+                    }
+                };
+                while let Ok(event) = progress_rx.try_recv() {
+                    let _ = events_tx.send(Ok(progress_event(&event))).await;
+                }
+                let last = result
+                    .map(|response| pb::ScanImageStreamResponse {
+                        event: Some(pb::scan_image_stream_response::Event::Result(response)),
+                    })
+                    .map_err(Status::from);
+                let _ = events_tx.send(last).await;
+            }
+            .instrument(span),
+        );
+        let stream: EventStream = Box::pin(ReceiverStream::new(events_rx));
+        Ok(with_request_id(stream, &request_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_values_parse() {
+        assert_eq!(parse_grpc_timeout("1m"), Some(Duration::from_millis(1)));
+        assert_eq!(parse_grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("999999999S"), None, "more than 8 digits");
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_sane() {
+        let mut md = MetadataMap::new();
+        md.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
+        assert_eq!(request_id(&md), "abc-123");
+        md.insert(REQUEST_ID_HEADER, "has space".parse().unwrap());
+        assert_ne!(request_id(&md), "has space");
+        assert_eq!(request_id(&MetadataMap::new()).len(), 36);
+    }
+}
