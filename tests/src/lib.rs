@@ -1,1 +1,3 @@
 //! test helpers
+
+pub mod plugin;

@@ -1,0 +1,175 @@
+//! Starts plugin processes (any binary built on the SDK) on 127.0.0.1 or a Unix socket and
+//! stops them by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sidescan_proto::v1::scan_client::ScanClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// A running plugin process with its own temp dir (cache, scratch, logs), killed on drop.
+pub struct PluginProcess {
+    child: Option<Child>,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+/// Path of a binary of this workspace built by the same `cargo test` run (test binaries live in
+/// `target/<profile>/deps/`, binaries one level up, examples in `examples/`). Panics with the
+/// build command when it is missing.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    [profile_dir.join(name), profile_dir.join("examples").join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found next to {}: build it first (`cargo build --workspace --all-targets --examples`)",
+                exe.display()
+            )
+        })
+}
+
+/// Path of the `sidescan-test-plugin` binary built with these tests.
+pub fn test_plugin_binary() -> PathBuf {
+    workspace_binary("sidescan-test-plugin")
+}
+
+impl PluginProcess {
+    /// Starts `binary` listening on 127.0.0.1 (a free port) with `args` added, and waits until it
+    /// has bound its socket.
+    pub fn start(binary: &Path, args: &[&str]) -> Self {
+        Self::start_listening(binary, "127.0.0.1:0", args)
+    }
+
+    /// Starts `binary` with `--listen listen` (`host:port` or `unix:/path`) and `args`.
+    pub fn start_listening(binary: &Path, listen: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the plugin");
+        let addr_file = dir.path().join("addr");
+        let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log file");
+        let child = Command::new(binary)
+            .args(["--listen", listen])
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--scratch-dir")
+            .arg(dir.path())
+            .args(["--health-interval", "100ms"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut plugin = Self {
+            child: Some(child),
+            addr: String::new(),
+            dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                plugin.addr = addr;
+                return plugin;
+            }
+            if let Some(status) = plugin
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "plugin exited at start with {status}; log:\n{}",
+                    plugin.logs()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "plugin did not bind within 20 s; log:\n{}",
+                plugin.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The bound address: `127.0.0.1:PORT` or `unix:/path`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The plugin URL as clients take it: `http://127.0.0.1:PORT` or `unix:/path`.
+    pub fn url(&self) -> String {
+        if self.addr.starts_with("unix:") {
+            self.addr.clone()
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// The plugin's private temp dir (its cache and scratch root).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the plugin has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("plugin.log")).unwrap_or_default()
+    }
+
+    /// A gRPC channel to a TCP plugin.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to plugin at {}: {e}", self.addr))
+    }
+
+    /// A generated `sidescan.v1.Scan` client over [`Self::channel`].
+    pub async fn scan_client(&self) -> ScanClient<Channel> {
+        ScanClient::new(self.channel().await)
+    }
+
+    /// Sends `signal` to the plugin process.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(child) = &self.child {
+            let _ = kill(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its exit code (`None` when it
+    /// was killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("plugin already reaped");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for plugin") {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "plugin did not exit within {timeout:?}; log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
