@@ -82,8 +82,8 @@ pub fn build_response(
 
     let documents = std::mem::take(&mut scan.documents);
     let reports = requested
-        .iter()
-        .map(|(mime_type, _params)| {
+        .keys()
+        .map(|mime_type| {
             let rendered = documents.get(mime_type).cloned().unwrap_or_else(|| {
                 render_builtin(
                     mime_type,

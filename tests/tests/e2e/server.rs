@@ -421,3 +421,47 @@ fn invalid_flags_exit_two() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn logs_carry_the_request_id_and_never_the_registry_credentials() {
+    use base64::Engine;
+    let password = "planted-S3cret-pw";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    let plugin = PluginProcess::start(
+        &test_plugin_binary(),
+        &["--log-level", "trace", "--log-format", "json"],
+    );
+    let mut client = plugin.scan_client().await;
+    for authorization in [format!("Basic {basic}"), format!("Bearer {password}")] {
+        let mut request = tonic::Request::new(pb::ScanRequest {
+            image: "app:1".into(),
+            registry: Some(pb::Registry {
+                url: "http://127.0.0.1:9".into(),
+                authorization,
+                insecure: true,
+            }),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("x-request-id", "req-planted-1".parse().unwrap());
+        let response = client.scan_image(request).await;
+        assert!(
+            response.is_err(),
+            "scan of an unreachable registry succeeded"
+        );
+    }
+    let logs = plugin.logs();
+    assert!(
+        logs.contains("req-planted-1"),
+        "request id missing from logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains(password),
+        "password leaked into logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains(&basic),
+        "Basic credentials leaked into logs:\n{logs}"
+    );
+}
