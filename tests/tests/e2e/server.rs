@@ -465,3 +465,129 @@ async fn logs_carry_the_request_id_and_never_the_registry_credentials() {
         "Basic credentials leaked into logs:\n{logs}"
     );
 }
+
+/// A codec that moves raw protobuf bytes, so a client that knows nothing but what reflection told
+/// it can call a method.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
+    use prost::Message;
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let plugin = PluginProcess::start(&test_plugin_binary(), &[]);
+    let channel = plugin.channel().await;
+
+    // Discover: the file that defines sidescan.v1.Scan, then every import it names (fetched by
+    // file name until none is missing), as grpcurl does.
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let mut files: std::collections::BTreeMap<String, prost_types::FileDescriptorProto> =
+        Default::default();
+    let mut wanted = vec![MessageRequest::FileContainingSymbol(
+        "sidescan.v1.Scan".into(),
+    )];
+    while let Some(ask) = wanted.pop() {
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(ask),
+        };
+        let response = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(found)) = response.message_response else {
+            panic!("unexpected reflection answer {response:?}");
+        };
+        for bytes in &found.file_descriptor_proto {
+            let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap();
+            files.insert(file.name().to_owned(), file);
+        }
+        for file in files.values() {
+            for import in &file.dependency {
+                if !files.contains_key(import) {
+                    wanted.push(MessageRequest::FileByFilename(import.clone()));
+                }
+            }
+        }
+    }
+    let mut pool = prost_reflect::DescriptorPool::new();
+    let mut pending: Vec<_> = files.into_values().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|file| pool.add_file_descriptor_proto(file.clone()).is_err());
+        assert!(
+            pending.len() < before,
+            "reflection served files whose imports never resolve"
+        );
+    }
+    let service = pool
+        .get_service_by_name("sidescan.v1.Scan")
+        .expect("service described");
+    let method = service
+        .methods()
+        .find(|m| m.name() == "GetMetadata")
+        .expect("GetMetadata described");
+
+    // Call it with nothing but the discovered descriptors.
+    let input = prost_reflect::DynamicMessage::new(method.input());
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path =
+        http::uri::PathAndQuery::try_from(format!("/{}/{}", service.full_name(), method.name()))
+            .unwrap();
+    let reply = grpc
+        .unary(tonic::Request::new(input.encode_to_vec()), path, RawCodec)
+        .await
+        .expect("dynamic GetMetadata call")
+        .into_inner();
+    let output = prost_reflect::DynamicMessage::decode(method.output(), reply.as_slice()).unwrap();
+    let api_version = output.get_field_by_name("api_version").unwrap();
+    assert_eq!(api_version.as_str(), Some("sidescan.v1"));
+}
