@@ -571,6 +571,7 @@ impl PluginClient {
         Ok(ScanStream {
             inner,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            deadline_at: deadline,
             timeout: self.timeout,
             got_result: false,
             done: false,
@@ -688,18 +689,38 @@ fn humanize(d: Duration) -> String {
     }
 }
 
+/// tonic reports an expired `grpc-timeout` (its own client-side enforcement, and a tonic server's)
+/// as `CANCELLED: Timeout expired`; the caller did not cancel anything, so report the deadline.
+fn normalize(status: Status, deadline: Option<Instant>, timeout: Option<Duration>) -> Status {
+    if status.code() != Code::Cancelled {
+        return status;
+    }
+    let mut source = std::error::Error::source(&status);
+    let mut timed_out = status.message().contains("Timeout expired");
+    while let Some(err) = source {
+        timed_out |= err.is::<tonic::TimeoutExpired>();
+        source = err.source();
+    }
+    let past_deadline = deadline.is_some_and(|d| Instant::now() >= d);
+    if (timed_out && deadline.is_some()) || past_deadline {
+        deadline_status(timeout)
+    } else {
+        status
+    }
+}
+
 async fn with_deadline<T>(
     deadline: Option<Instant>,
     timeout: Option<Duration>,
     call: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, ClientError> {
-    match deadline {
+    let result = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, call)
             .await
-            .map_err(|_| deadline_status(timeout))?
-            .map_err(ClientError::from),
-        None => call.await.map_err(ClientError::from),
-    }
+            .map_err(|_| deadline_status(timeout))?,
+        None => call.await,
+    };
+    result.map_err(|status| ClientError::Status(normalize(status, deadline, timeout)))
 }
 
 /// One event of [`ScanStream`].
@@ -718,6 +739,7 @@ pub enum ScanEvent {
 pub struct ScanStream {
     inner: tonic::Streaming<ScanImageStreamResponse>,
     deadline: Option<Pin<Box<Sleep>>>,
+    deadline_at: Option<Instant>,
     timeout: Option<Duration>,
     got_result: bool,
     done: bool,
@@ -783,7 +805,10 @@ impl Stream for ScanStream {
                     ClientError::Protocol("an event with neither progress nor result".into()),
                 ),
             },
-            Poll::Ready(Some(Err(status))) => fail(this, ClientError::Status(status)),
+            Poll::Ready(Some(Err(status))) => {
+                let status = normalize(status, this.deadline_at, this.timeout);
+                fail(this, ClientError::Status(status))
+            }
             Poll::Ready(None) => {
                 this.done = true;
                 if this.got_result {
