@@ -176,6 +176,13 @@ pub fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> Strin
     if let Some(ts) = &report.generated_at {
         let _ = writeln!(out, "Generated:  {}", rfc3339(ts));
     }
+    if !report.notices.is_empty() {
+        let _ = writeln!(
+            out,
+            "WARNING: not everything was scanned: {} notice(s), listed under NOTICES below",
+            report.notices.len()
+        );
+    }
     out.push('\n');
 
     if report.vulnerabilities.is_empty() {
@@ -451,4 +458,79 @@ pub fn save_documents(
         saved.push((report.mime_type.clone(), path));
     }
     Ok(saved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sidescan_proto::mime;
+
+    fn typed(mime_type: &str, media: &str, document: &[u8]) -> TypedReport {
+        TypedReport {
+            mime_type: mime_type.into(),
+            status: ReportStatus::Succeeded as i32,
+            document: document.to_vec(),
+            document_media_type: media.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn document_file_names() {
+        let name = |m: &str, media: &str| document_file_name(&typed(m, media, b"{}"));
+        assert_eq!(
+            name(mime::VULNERABILITY_REPORT, "application/json"),
+            "vulnerability.report.json"
+        );
+        assert_eq!(name(mime::MALWARE_REPORT, ""), "malware.report.json");
+        assert_eq!(name(mime::SBOM_REPORT, mime::SPDX_JSON), "sbom.report.json");
+        assert_eq!(name("text/plain", "text/plain"), "text-plain.bin");
+        assert_eq!(name("../../etc/passwd", "x"), "etc-passwd.bin");
+    }
+
+    #[test]
+    fn saving_documents_avoids_collisions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let response = ScanResponse {
+            report: None,
+            reports: vec![
+                typed(
+                    "application/vnd.security.vulnerability.report; version=1.0",
+                    "application/json",
+                    b"1",
+                ),
+                typed(mime::VULNERABILITY_REPORT, "application/json", b"2"),
+            ],
+        };
+        let saved = save_documents(&response, &dir.path().join("out")).expect("saved");
+        let names: Vec<_> = saved
+            .iter()
+            .map(|(_, p)| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["vulnerability.report.json", "vulnerability.report-2.json"]
+        );
+        assert_eq!(std::fs::read(&saved[1].1).expect("read"), b"2");
+    }
+
+    #[test]
+    fn truncation_is_char_safe() {
+        assert_eq!(truncate("héllo wörld", 5), "héll…");
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("first line\nsecond", 40), "first line");
+    }
+
+    #[test]
+    fn canonical_json_of_an_empty_response() {
+        let json =
+            canonical_json(&ScanResponse::default(), "sidescan.v1.ScanResponse").expect("json");
+        assert_eq!(json, "{}\n");
+        assert!(canonical_json(&ScanResponse::default(), "sidescan.v1.Nope").is_err());
+    }
 }
