@@ -33,6 +33,9 @@
 //! | 1 | `scan`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical) |
 //! | 2 | error: bad flags (clap's usage errors too), plugin config or connection failure, any non-OK RPC status (printed as `error: <CODE>: <message>`, e.g. `error: NOT_FOUND: ...`), a requested report type that failed (`error: <CODE>: report "<mime>" failed: ...`, after the output), or `health` not SERVING |
 
+// Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod args;
 mod outcome;
 mod progress;

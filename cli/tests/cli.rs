@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, transport::Server};
 /// A request as the plugin saw it.
 #[derive(Clone, Debug)]
 struct Seen {
+    rpc: &'static str,
     request: ScanRequest,
     grpc_timeout: Option<String>,
     request_id: Option<String>,
@@ -41,7 +42,7 @@ impl Plugin {
             .expect("a scan request")
     }
 
-    fn record(&self, request: &Request<ScanRequest>) {
+    fn record(&self, rpc: &'static str, request: &Request<ScanRequest>) {
         let get = |k: &str| {
             request
                 .metadata()
@@ -50,6 +51,7 @@ impl Plugin {
                 .map(str::to_string)
         };
         self.seen.lock().expect("lock").push(Seen {
+            rpc,
             request: request.get_ref().clone(),
             grpc_timeout: get("grpc-timeout"),
             request_id: get("x-request-id"),
@@ -172,7 +174,7 @@ impl Scan for Plugin {
         &self,
         request: Request<ScanRequest>,
     ) -> Result<Response<ScanResponse>, Status> {
-        self.record(&request);
+        self.record("ScanImage", &request);
         if request.get_ref().image.contains("missing") {
             return Err(Status::not_found("manifest unknown: missing:1.0"));
         }
@@ -185,7 +187,7 @@ impl Scan for Plugin {
         &self,
         request: Request<ScanRequest>,
     ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
-        self.record(&request);
+        self.record("ScanImageStream", &request);
         if request.get_ref().image.contains("missing") {
             return Err(Status::not_found("manifest unknown: missing:1.0"));
         }
@@ -610,4 +612,40 @@ async fn unix_socket_plugin() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}
+
+/// With stderr on a terminal (a pty from util-linux `script`), `scan` streams with a progress bar
+/// and prints the same result.
+#[tokio::test]
+async fn terminal_stderr_streams_with_progress_and_same_result() {
+    let script = Path::new("/usr/bin/script");
+    assert!(
+        script.exists(),
+        "this test needs util-linux `script`: apt-get install -y bsdutils"
+    );
+    let (url, plugin) = start(true).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("out.json");
+    let command = format!(
+        "{} scan app:1.0 --plugin {url} --format json > {}",
+        env!("CARGO_BIN_EXE_sidescan"),
+        out_file.display()
+    );
+    let status = tokio::process::Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run script");
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status.stdout));
+    assert_eq!(plugin.last().rpc, "ScanImageStream");
+    let streamed = std::fs::read(&out_file).expect("output");
+
+    let unary = sidescan(
+        &["scan", "app:1.0", "--plugin", &url, "--format", "json"],
+        &[],
+    )
+    .await;
+    assert_eq!(plugin.last().rpc, "ScanImage");
+    assert_eq!(streamed, unary.stdout);
 }
