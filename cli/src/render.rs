@@ -93,17 +93,17 @@ pub fn truncate(text: &str, width: usize) -> String {
     }
 }
 
+/// RFC 3339 for the range protobuf allows (years 1970 to 9999 here); anything else is shown raw
+/// rather than risking a panic in the formatter.
 fn rfc3339(ts: &prost_types::Timestamp) -> String {
-    let time = if ts.seconds >= 0 {
-        UNIX_EPOCH
-            + Duration::new(
-                ts.seconds.unsigned_abs(),
-                ts.nanos.clamp(0, 999_999_999) as u32,
-            )
+    // 9999-12-31T23:59:59Z
+    const MAX_SECONDS: i64 = 253_402_300_799;
+    if (0..=MAX_SECONDS).contains(&ts.seconds) {
+        let time = UNIX_EPOCH + Duration::from_secs(ts.seconds.unsigned_abs());
+        humantime::format_rfc3339_seconds(time).to_string()
     } else {
-        UNIX_EPOCH - Duration::from_secs(ts.seconds.unsigned_abs())
-    };
-    humantime::format_rfc3339_seconds(time).to_string()
+        format!("{}s since 1970-01-01T00:00:00Z", ts.seconds)
+    }
 }
 
 fn image_line(report: &ScanReport) -> String {
@@ -517,6 +517,15 @@ mod tests {
             ["vulnerability.report.json", "vulnerability.report-2.json"]
         );
         assert_eq!(std::fs::read(&saved[1].1).expect("read"), b"2");
+    }
+
+    #[test]
+    fn timestamps_never_panic() {
+        let ts = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        assert_eq!(rfc3339(&ts(1_700_000_000)), "2023-11-14T22:13:20Z");
+        assert!(rfc3339(&ts(-5)).contains("-5s"));
+        assert!(rfc3339(&ts(i64::MAX)).contains("since"));
+        assert!(rfc3339(&ts(i64::MIN)).contains("since"));
     }
 
     #[test]
