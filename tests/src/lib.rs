@@ -4,7 +4,10 @@
 //! Everything listens on 127.0.0.1 only. A missing external program is a panic naming
 //! its install command ([`tool::require`]), never a skip.
 
+pub mod client;
 pub mod fixtures;
 pub mod oci;
 pub mod process;
+pub mod registry;
+mod server;
 pub mod tool;
