@@ -5,6 +5,7 @@
 //! its install command ([`tool::require`]), never a skip.
 
 pub mod client;
+pub mod fake_registry;
 pub mod fixtures;
 pub mod oci;
 pub mod process;
