@@ -7,6 +7,7 @@
 pub mod client;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod hostile;
 pub mod oci;
 pub mod process;
 pub mod registry;
