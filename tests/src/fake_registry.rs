@@ -157,6 +157,12 @@ impl FakeRegistry {
         self.server.addr()
     }
 
+    /// `127.0.0.1:PORT/repo:reference` (use `repo@sha256:...` style yourself for
+    /// digests): a full image reference for a scan request.
+    pub fn image_ref(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.server.addr())
+    }
+
     /// Serves `artifact` (all blobs, all manifests by digest, top manifest also as
     /// `tag`) in `repo`.
     pub fn add(&self, repo: &str, tag: &str, artifact: &Artifact) {

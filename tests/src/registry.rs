@@ -271,6 +271,11 @@ impl Registry {
         self.token_server.as_ref()
     }
 
+    /// `127.0.0.1:PORT/repo:tag`: a full image reference for a scan request.
+    pub fn image_ref(&self, repo: &str, tag: &str) -> String {
+        format!("{}/{repo}:{tag}", self.addr)
+    }
+
     /// A `docker://` reference for skopeo: `docker://127.0.0.1:PORT/repo:tag`.
     pub fn docker_ref(&self, repo: &str, tag: &str) -> String {
         format!("docker://{}/{repo}:{tag}", self.addr)
@@ -439,23 +444,12 @@ impl TokenServer {
                     .flat_map(|(_, v)| v.split(' ').map(str::to_owned).collect::<Vec<_>>())
                     .collect();
                 *ls.lock().expect("lock") = scopes.clone();
-                let access: Vec<(String, String, Vec<String>)> =
-                    scopes.iter().filter_map(|s| parse_scope(s)).collect();
-                let access_ref: Vec<(&str, &str, Vec<&str>)> = access
+                let access: Vec<serde_json::Value> = scopes
                     .iter()
-                    .map(|(t, n, a)| {
-                        (
-                            t.as_str(),
-                            n.as_str(),
-                            a.iter().map(String::as_str).collect(),
-                        )
-                    })
+                    .filter_map(|s| parse_scope(s))
+                    .map(|(t, n, a)| json!({"type": t, "name": n, "actions": a}))
                     .collect();
-                let access_ref: Vec<(&str, &str, &[&str])> = access_ref
-                    .iter()
-                    .map(|(t, n, a)| (*t, *n, a.as_slice()))
-                    .collect();
-                let token = mint_token(&user, &access_ref);
+                let token = mint_token(&user, access);
                 let body = json!({"token": token, "access_token": token, "expires_in": 3600});
                 response(200, Some("application/json"), body.to_string())
             })
@@ -484,7 +478,13 @@ impl TokenServer {
 
     /// Mints a token for `subject` with `access` entries `(type, name, actions)`.
     pub fn mint(&self, subject: &str, access: &[(&str, &str, &[&str])]) -> String {
-        mint_token(subject, access)
+        mint_token(
+            subject,
+            access
+                .iter()
+                .map(|(t, n, a)| json!({"type": t, "name": n, "actions": a}))
+                .collect(),
+        )
     }
 
     /// Number of requests received.
@@ -512,7 +512,7 @@ fn parse_scope(s: &str) -> Option<(String, String, Vec<String>)> {
     ))
 }
 
-fn mint_token(subject: &str, access: &[(&str, &str, &[&str])]) -> String {
+fn mint_token(subject: &str, access: Vec<serde_json::Value>) -> String {
     use rcgen::SigningKey as _;
     static JTI: AtomicU64 = AtomicU64::new(1);
     let m = signing_material();
@@ -530,7 +530,7 @@ fn mint_token(subject: &str, access: &[(&str, &str, &[&str])]) -> String {
         "nbf": now.saturating_sub(60),
         "iat": now,
         "jti": format!("sidescan-{}", JTI.fetch_add(1, Ordering::SeqCst)),
-        "access": access.iter().map(|(t, n, a)| json!({"type": t, "name": n, "actions": a})).collect::<Vec<_>>(),
+        "access": access,
     });
     let signing_input = format!(
         "{}.{}",
