@@ -12,7 +12,12 @@ pub mod mime;
 pub mod plugin_config;
 
 /// Generated code for the `sidescan.v1` protobuf package.
-#[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::invalid_html_tags)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    rustdoc::invalid_html_tags
+)]
 pub mod v1 {
     tonic::include_proto!("sidescan.v1");
 }

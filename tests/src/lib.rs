@@ -1,3 +1,43 @@
-//! test helpers
+//! Test helpers for sidescan: real registries and fault-injecting fake ones,
+//! deterministic fixture images, a hostile corpus, and process helpers.
+//!
+//! Everything listens on 127.0.0.1 only. A missing external program is a panic naming
+//! its install command ([`tool::require`]), never a skip.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`registry`] | [`registry::Registry`]: a real `docker-registry` process (anonymous, htpasswd, bearer token with an in-process [`registry::TokenServer`]) |
+//! | [`fake_registry`] | [`fake_registry::FakeRegistry`]: in-memory read API with faults (wrong bytes, truncation, 5xx N times, stalls, dribble, 401/403/404) and request counters |
+//! | [`fixtures`] | deterministic [`fixtures::Layer`]s, [`fixtures::Image`]s, [`fixtures::Index`]es and ready-made images (clean, EICAR, whiteouts, multi-arch, secret, Docker, zstd, Falco artifact, large file) |
+//! | [`hostile`] | the hostile corpus: each [`hostile::HostileCase`] has a name, a description and the [`hostile::Expected`] outcome |
+//! | [`oci`] | [`oci::Blob`], [`oci::Artifact`] (push / serve / write as OCI layout), [`oci::Platform`], media types |
+//! | [`client`] | [`client::RegistryClient`]: push and read back, raw/bogus uploads, Basic and Bearer token flow |
+//! | [`plugin`] | [`plugin::PluginProcess`]: a plugin binary of this workspace on 127.0.0.1 or a Unix socket, stopped by PID |
+//! | [`process`] | [`process::ChildGuard`] (SIGTERM, 3 s, SIGKILL on drop), [`process::free_port`], [`process::wait_for_tcp`] |
+//! | [`tool`] | [`tool::require`] and shortcuts for docker-registry, skopeo, umoci, htpasswd, clamd |
+//!
+//! ```no_run
+//! use sidescan_tests::{fake_registry::{FakeRegistry, Fault, Match}, fixtures, registry::{Auth, Registry}};
+//! # async fn demo() {
+//! let reg = Registry::start(Auth::htpasswd());
+//! let img = fixtures::eicar_top_layer();
+//! reg.push(&img, "team/app", "v1").await;
+//! // A scan request would use: reg.image_ref("team/app", "v1"), reg.authorization().
+//!
+//! let fake = FakeRegistry::start();
+//! fake.add("team/app", "v1", &img);
+//! fake.inject_times(Match::Digest(img.layers[1].blob.digest.clone()), Fault::Status(503), 2);
+//! // ... scan, then: assert_eq!(fake.blob_gets(&img.layers[1].blob.digest), 3);
+//! # }
+//! ```
 
+pub mod client;
+pub mod fake_registry;
+pub mod fixtures;
+pub mod hostile;
+pub mod oci;
 pub mod plugin;
+pub mod process;
+pub mod registry;
+mod server;
+pub mod tool;

@@ -2,17 +2,18 @@
 //! stops them by PID.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+pub use rustix::process::Signal;
 use sidescan_proto::v1::scan_client::ScanClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::process::ChildGuard;
+
 /// A running plugin process with its own temp dir (cache, scratch, logs), killed on drop.
 pub struct PluginProcess {
-    child: Option<Child>,
+    child: ChildGuard,
     addr: String,
     dir: tempfile::TempDir,
 }
@@ -70,7 +71,7 @@ impl PluginProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let mut plugin = Self {
-            child: Some(child),
+            child: ChildGuard::new(child, binary.display().to_string()),
             addr: String::new(),
             dir,
         };
@@ -80,11 +81,7 @@ impl PluginProcess {
                 plugin.addr = addr;
                 return plugin;
             }
-            if let Some(status) = plugin
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = plugin.child.try_wait() {
                 panic!(
                     "plugin exited at start with {status}; log:\n{}",
                     plugin.logs()
@@ -140,36 +137,18 @@ impl PluginProcess {
 
     /// Sends `signal` to the plugin process.
     pub fn signal(&self, signal: Signal) {
-        if let Some(child) = &self.child {
-            let _ = kill(Pid::from_raw(child.id() as i32), signal);
-        }
+        self.child.signal(signal);
     }
 
     /// Waits up to `timeout` for the process to exit and returns its exit code (`None` when it
-    /// was killed by a signal).
+    /// was killed by a signal). Panics with the plugin's log when it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut().expect("plugin already reaped");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for plugin") {
-                self.child = None;
-                return status.code();
-            }
-            assert!(
-                started.elapsed() < timeout,
+        match self.child.wait_timeout(timeout) {
+            Some(status) => status.code(),
+            None => panic!(
                 "plugin did not exit within {timeout:?}; log:\n{}",
                 self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for PluginProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
+            ),
         }
     }
 }

@@ -407,7 +407,7 @@ async fn sigterm_on_an_idle_plugin_exits_zero_and_removes_its_socket() {
         &[],
     );
     assert!(socket.exists());
-    plugin.signal(nix::sys::signal::Signal::SIGTERM);
+    plugin.signal(sidescan_tests::plugin::Signal::TERM);
     assert_eq!(plugin.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!socket.exists(), "socket file left behind");
 }

@@ -1,0 +1,89 @@
+//! A tiny in-process HTTP/1 server on 127.0.0.1:0 with its own Tokio runtime thread,
+//! so it works from sync and async tests alike and dies (connections included) on drop.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Response body type used by the in-process servers.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A boxed response future.
+pub type BoxFut = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// A full (non-streaming) body.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|e| match e {}).boxed()
+}
+
+/// A response with `status`, optional content type and body.
+pub fn response(status: u16, content_type: Option<&str>, data: impl Into<Bytes>) -> Response<Body> {
+    let mut b = Response::builder().status(status);
+    if let Some(ct) = content_type {
+        b = b.header("content-type", ct);
+    }
+    b.body(full(data)).expect("response")
+}
+
+/// Running server; stops on drop.
+pub struct HttpServer {
+    addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl HttpServer {
+    /// Binds 127.0.0.1:0 and serves every request with `handler`.
+    pub fn start<F>(name: &str, handler: F) -> Self
+    where
+        F: Fn(Request<Incoming>) -> BoxFut + Send + Sync + 'static,
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("sidescan-{name}"))
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("local addr");
+        let handler = Arc::new(handler);
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let h = handler.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let h = h.clone();
+                        async move { Ok::<_, Infallible>(h(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { addr, rt: Some(rt) }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
