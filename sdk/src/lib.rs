@@ -40,6 +40,7 @@
 pub mod context;
 pub mod convert;
 pub mod error;
+mod image;
 pub mod input;
 pub mod limits;
 pub mod model;

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 
 /// Severity on Harbor's scale, ordered from least to most severe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Severity {
     /// The source gave no usable severity.
     #[default]
@@ -74,7 +76,7 @@ impl FromStr for Severity {
 }
 
 /// What sort of problem a finding is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FindingKind {
     /// A known vulnerability in a package.
     #[default]
@@ -90,7 +92,7 @@ pub enum FindingKind {
 }
 
 /// CVSS data from one source.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cvss {
     /// CVSS v2 vector.
     pub v2_vector: String,
@@ -110,7 +112,7 @@ pub struct Cvss {
 ///
 /// Build one with [`Finding::new`] and fill the fields that apply; the SDK fills `layer_digest`,
 /// `layer_diff_id` and `platforms` when the plugin leaves them empty.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// What sort of finding.
     pub kind: FindingKind,
@@ -178,7 +180,7 @@ impl Finding {
 
 /// Something that was not scanned, or only in part. Notices keep unscanned content from passing as
 /// clean.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Notice {
     /// Machine-readable reason, e.g. `file-too-large` (see [`notice_codes`]).
     pub code: String,
@@ -224,7 +226,7 @@ pub mod notice_codes {
 }
 
 /// An OCI platform.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Platform {
     /// Operating system, e.g. `linux`.
     pub os: String,
@@ -283,7 +285,7 @@ pub struct ReportDocument {
 }
 
 /// What a plugin found in one layer, blob or image.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanFindings {
     /// Findings of every kind.
     pub findings: Vec<Finding>,
@@ -292,6 +294,7 @@ pub struct ScanFindings {
     /// Documents the plugin rendered itself, keyed by requested report MIME type (normalised with
     /// [`sidescan_proto::mime::normalize`]). A failed document is an `Err`, which fails that report
     /// type only.
+    #[serde(skip)]
     pub documents: BTreeMap<String, Result<ReportDocument, Error>>,
 }
 
