@@ -56,7 +56,7 @@ pub use input::{ArtifactBlob, Entry, EntryKind, ImageInput, Layer, LayerInfo};
 pub use limits::Limits;
 pub use model::{Finding, FindingKind, Notice, Platform, ReportDocument, ScanFindings, Severity};
 pub use plugin::{Capability, Input, Readiness, Scanner, ScannerInfo};
-pub use server::{serve, serve_with, ServerConfig};
+pub use server::{ServerConfig, serve, serve_with};
 
 /// Everything a plugin's source file usually needs.
 pub mod prelude {

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// Severity on Harbor's scale, ordered from least to most severe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Severity {
     /// The source gave no usable severity.
     #[default]
@@ -76,7 +78,9 @@ impl FromStr for Severity {
 }
 
 /// What sort of problem a finding is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum FindingKind {
     /// A known vulnerability in a package.
     #[default]

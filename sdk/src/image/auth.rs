@@ -34,7 +34,9 @@ impl fmt::Debug for Credentials {
             RegistryAuth::Basic(..) => "basic",
             RegistryAuth::Bearer(..) => "bearer",
         };
-        f.debug_struct("Credentials").field("kind", &kind).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,25 +52,38 @@ pub(crate) fn parse_authorization(value: &str) -> Result<Credentials, Error> {
         });
     }
     let (scheme, rest) = value.split_once(' ').ok_or_else(|| {
-        Error::invalid_argument("registry.authorization: expected \"Basic <base64>\" or \"Bearer <token>\"")
+        Error::invalid_argument(
+            "registry.authorization: expected \"Basic <base64>\" or \"Bearer <token>\"",
+        )
     })?;
     let rest = rest.trim();
     let auth = if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest)
-            .map_err(|_| Error::invalid_argument("registry.authorization: Basic credentials are not valid base64"))?;
-        let decoded = String::from_utf8(decoded)
-            .map_err(|_| Error::invalid_argument("registry.authorization: Basic credentials are not UTF-8"))?;
+            .map_err(|_| {
+                Error::invalid_argument(
+                    "registry.authorization: Basic credentials are not valid base64",
+                )
+            })?;
+        let decoded = String::from_utf8(decoded).map_err(|_| {
+            Error::invalid_argument("registry.authorization: Basic credentials are not UTF-8")
+        })?;
         let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-            Error::invalid_argument("registry.authorization: Basic credentials must be base64 of user:password")
+            Error::invalid_argument(
+                "registry.authorization: Basic credentials must be base64 of user:password",
+            )
         })?;
         if user.is_empty() {
-            return Err(Error::invalid_argument("registry.authorization: Basic credentials have an empty user name"));
+            return Err(Error::invalid_argument(
+                "registry.authorization: Basic credentials have an empty user name",
+            ));
         }
         RegistryAuth::Basic(user.to_string(), pass.to_string())
     } else if scheme.eq_ignore_ascii_case("bearer") {
         if rest.is_empty() || rest.contains(char::is_whitespace) || !rest.is_ascii() {
-            return Err(Error::invalid_argument("registry.authorization: Bearer token is empty or malformed"));
+            return Err(Error::invalid_argument(
+                "registry.authorization: Bearer token is empty or malformed",
+            ));
         }
         RegistryAuth::Bearer(rest.to_string())
     } else {

@@ -112,12 +112,17 @@ impl BlobCache {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Ok(meta) = e.metadata() else { continue };
-            let valid = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit()) && meta.is_file();
+            let valid =
+                name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit()) && meta.is_file();
             if !valid {
                 let _ = std::fs::remove_file(e.path());
                 continue;
             }
-            found.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), name, meta.len()));
+            found.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                name,
+                meta.len(),
+            ));
         }
         found.sort();
         let mut state = State::default();
@@ -125,7 +130,14 @@ impl BlobCache {
             state.clock += 1;
             state.total += size;
             let last_use = state.clock;
-            state.entries.insert(name, CacheEntry { size, last_use, pins: 0 });
+            state.entries.insert(
+                name,
+                CacheEntry {
+                    size,
+                    last_use,
+                    pins: 0,
+                },
+            );
         }
         let cache = Arc::new(Self {
             blobs,
@@ -207,7 +219,9 @@ impl BlobCache {
         if let Some(handle) = self.hit(&hex, size) {
             return Ok((handle, false));
         }
-        let tmp = self.tmp.join(format!("{hex}.{}", uuid::Uuid::new_v4().simple()));
+        let tmp = self
+            .tmp
+            .join(format!("{hex}.{}", uuid::Uuid::new_v4().simple()));
         let result = fetch(tmp.clone()).await;
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
@@ -221,7 +235,14 @@ impl BlobCache {
         let mut state = self.lock();
         state.clock += 1;
         let last_use = state.clock;
-        if let Some(old) = state.entries.insert(hex.clone(), CacheEntry { size, last_use, pins: 1 }) {
+        if let Some(old) = state.entries.insert(
+            hex.clone(),
+            CacheEntry {
+                size,
+                last_use,
+                pins: 1,
+            },
+        ) {
             state.total -= old.size;
         }
         state.total += size;
@@ -315,13 +336,21 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// Key of a per-layer result.
 pub(crate) fn result_key(scanner: &str, version: &str, engine: &str, layer_digest: &str) -> String {
-    let key = serde_json::json!(["sidescan-layer-result-v1", scanner, version, engine, layer_digest]);
+    let key = serde_json::json!([
+        "sidescan-layer-result-v1",
+        scanner,
+        version,
+        engine,
+        layer_digest
+    ]);
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
 }
 
 /// A cached per-layer result, if present and readable.
 pub(crate) async fn load_result(dir: &Path, key: &str) -> Option<ScanFindings> {
-    let bytes = tokio::fs::read(dir.join(format!("{key}.json"))).await.ok()?;
+    let bytes = tokio::fs::read(dir.join(format!("{key}.json")))
+        .await
+        .ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -333,7 +362,9 @@ pub(crate) async fn load_result(dir: &Path, key: &str) -> Option<ScanFindings> {
 
 /// Stores a per-layer result (write to temp, rename). Failures are logged, not fatal.
 pub(crate) async fn store_result(dir: &Path, key: &str, findings: &ScanFindings) {
-    let Ok(json) = serde_json::to_vec(findings) else { return };
+    let Ok(json) = serde_json::to_vec(findings) else {
+        return;
+    };
     let tmp = dir.join(format!(".{key}.{}", uuid::Uuid::new_v4().simple()));
     let path = dir.join(format!("{key}.json"));
     let result = async {
@@ -419,7 +450,10 @@ mod tests {
         let cache = BlobCache::open(dir.path(), 20).unwrap();
         assert_eq!(cache.total_bytes(), 20);
         assert!(cache.contains(&digest_of(b"cccccccccc")));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
         // a pinned blob bigger than the cap stays while in use
         let big = put(&cache, b"0123456789012345678901234").await;
         assert!(big.path().exists());
@@ -462,7 +496,11 @@ mod tests {
         assert_ne!(key, result_key("s", "1", "db-2", "sha256:aa"));
         assert!(load_result(dir.path(), &key).await.is_none());
         let mut f = ScanFindings::default();
-        f.findings.push(crate::model::Finding::new(crate::model::FindingKind::Secret, "k", crate::model::Severity::High));
+        f.findings.push(crate::model::Finding::new(
+            crate::model::FindingKind::Secret,
+            "k",
+            crate::model::Severity::High,
+        ));
         store_result(dir.path(), &key, &f).await;
         assert_eq!(load_result(dir.path(), &key).await.unwrap(), f);
         std::fs::write(dir.path().join(format!("{key}.json")), b"{broken").unwrap();

@@ -10,9 +10,9 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read};
-use std::path::PathBuf;
 #[cfg(test)]
 use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,7 +96,10 @@ impl Budget {
 
     /// The counters now, to [`rewind`](Self::rewind) to when a layer is read again.
     pub fn checkpoint(&self) -> (u64, u64) {
-        (self.entries.load(Ordering::Relaxed), self.uncompressed.load(Ordering::Relaxed))
+        (
+            self.entries.load(Ordering::Relaxed),
+            self.uncompressed.load(Ordering::Relaxed),
+        )
     }
 
     /// Resets the counters (and a tripped limit) to a checkpoint.
@@ -118,7 +121,10 @@ impl Budget {
 
     /// The limit or cancellation that stopped a read, if any.
     pub fn tripped(&self) -> Option<Error> {
-        self.tripped.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.tripped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -178,7 +184,10 @@ impl<R: Read> Read for Guarded<R> {
             .add_uncompressed(n as u64)
             .map_err(|e| self.budget.trip(e))?;
         let ratio = u64::from(self.budget.limits.max_compression_ratio);
-        if ratio > 0 && layer_total > RATIO_FLOOR && layer_total > ratio.saturating_mul(self.blob_size.max(1)) {
+        if ratio > 0
+            && layer_total > RATIO_FLOOR
+            && layer_total > ratio.saturating_mul(self.blob_size.max(1))
+        {
             return Err(self.budget.trip(Error::resource_exhausted(format!(
                 "layer expands more than {ratio} times its compressed size of {} bytes (decompression bomb?)",
                 self.blob_size
@@ -231,12 +240,18 @@ impl From<Error> for LayerFailure {
 
 impl OpenLayer {
     /// Opens the decode chain over a cached blob.
-    pub fn open(check: &LayerCheck, budget: &Arc<Budget>, cancel: &CancellationToken) -> Result<Self, LayerFailure> {
-        let file = std::fs::File::open(&check.path)
-            .map_err(|e| LayerFailure {
-                error: Error::internal(format!("cannot open cached blob {}: {e}", check.path.display())),
-                cache_suspect: true,
-            })?;
+    pub fn open(
+        check: &LayerCheck,
+        budget: &Arc<Budget>,
+        cancel: &CancellationToken,
+    ) -> Result<Self, LayerFailure> {
+        let file = std::fs::File::open(&check.path).map_err(|e| LayerFailure {
+            error: Error::internal(format!(
+                "cannot open cached blob {}: {e}",
+                check.path.display()
+            )),
+            cache_suspect: true,
+        })?;
         let compressed = tally();
         let tee = Tee {
             inner: file,
@@ -379,8 +394,11 @@ pub(crate) fn classify(
     let shown = String::from_utf8_lossy(path).into_owned();
     let Some(mut components) = normalize(path) else {
         return Classified::Skip(
-            Notice::new(notice_codes::UNSAFE_PATH_SKIPPED, format!("entry {shown:?} escapes the root with '..'"))
-                .at_path(shown),
+            Notice::new(
+                notice_codes::UNSAFE_PATH_SKIPPED,
+                format!("entry {shown:?} escapes the root with '..'"),
+            )
+            .at_path(shown),
         );
     };
     use tar::EntryType as T;
@@ -389,7 +407,9 @@ pub(crate) fn classify(
         T::Directory => EntryKind::Directory,
         T::Symlink => EntryKind::Symlink,
         T::Link => EntryKind::Hardlink,
-        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => return Classified::Ignore,
+        T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {
+            return Classified::Ignore;
+        }
         other => {
             let what = match other {
                 T::Char => "character device",
@@ -398,8 +418,11 @@ pub(crate) fn classify(
                 _ => "unsupported entry type",
             };
             return Classified::Skip(
-                Notice::new(notice_codes::SPECIAL_FILE_SKIPPED, format!("{what} not scanned"))
-                    .at_path(display_path(&components)),
+                Notice::new(
+                    notice_codes::SPECIAL_FILE_SKIPPED,
+                    format!("{what} not scanned"),
+                )
+                .at_path(display_path(&components)),
             );
         }
     };
@@ -446,7 +469,10 @@ pub(crate) fn classify(
                 _ => Classified::Skip(
                     Notice::new(
                         notice_codes::UNSAFE_PATH_SKIPPED,
-                        format!("hard link to {:?} escapes the root", String::from_utf8_lossy(target)),
+                        format!(
+                            "hard link to {:?} escapes the root",
+                            String::from_utf8_lossy(target)
+                        ),
                     )
                     .at_path(display_path(&components)),
                 ),
@@ -511,7 +537,11 @@ impl Shared {
     }
 
     /// Drives to the next header, skipping the rest of the current body.
-    fn poll_next_header(&mut self, cx: &mut Context<'_>, skip: &AtomicU64) -> Poll<Result<Option<Header>, Error>> {
+    fn poll_next_header(
+        &mut self,
+        cx: &mut Context<'_>,
+        skip: &AtomicU64,
+    ) -> Poll<Result<Option<Header>, Error>> {
         loop {
             if let Some(done) = &self.finished {
                 return Poll::Ready(match done {
@@ -626,7 +656,11 @@ struct Body {
 }
 
 impl AsyncRead for Body {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let mut s = lock(&self.shared);
         if s.seq != self.seq || !s.in_body {
             return Poll::Ready(Ok(())); // an old entry, or fully read: EOF
@@ -704,24 +738,37 @@ fn walk_blocking(
     let mut seq = 0u64;
     let mut buf = vec![0u8; CHUNK];
     {
-        let entries = open.archive().entries().map_err(|e| read_failure(e, check, budget))?;
+        let entries = open
+            .archive()
+            .entries()
+            .map_err(|e| read_failure(e, check, budget))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| read_failure(e, check, budget))?;
             budget.add_entry()?;
             let path_bytes = entry.path_bytes().into_owned();
             let link = entry.link_name_bytes().map(|l| l.into_owned());
             let header_kind = entry.header().entry_type();
-            let (kind, components, link) = match classify(header_kind, &path_bytes, link.as_deref()) {
+            let (kind, components, link) = match classify(header_kind, &path_bytes, link.as_deref())
+            {
                 Classified::Ignore => continue,
                 Classified::Skip(mut n) => {
                     n.layer_digest = check.digest.clone();
                     notices.push(n);
                     continue;
                 }
-                Classified::Item { kind, components, link, .. } => (kind, components, link),
+                Classified::Item {
+                    kind,
+                    components,
+                    link,
+                    ..
+                } => (kind, components, link),
             };
             let path = display_path(&components);
-            let size = if kind == EntryKind::File { entry.size() } else { 0 };
+            let size = if kind == EntryKind::File {
+                entry.size()
+            } else {
+                0
+            };
             if kind == EntryKind::File {
                 budget.check_file(size, &path)?;
             }
@@ -741,7 +788,9 @@ fn walk_blocking(
                 if skip.load(Ordering::Relaxed) >= seq {
                     break; // the plugin moved on: the tar reader skips the rest
                 }
-                let n = entry.read(&mut buf).map_err(|e| read_failure(e, check, budget))?;
+                let n = entry
+                    .read(&mut buf)
+                    .map_err(|e| read_failure(e, check, budget))?;
                 if n == 0 {
                     break;
                 }
@@ -772,7 +821,6 @@ pub(crate) fn write_blob(dir: &Path, data: &[u8]) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Building tar layers in tests.
-    use super::*;
 
     /// One entry of a test layer.
     pub enum E<'a> {
@@ -832,7 +880,7 @@ pub(crate) mod testutil {
     /// gzip of `data`.
     pub fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write as _;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(data).expect("gzip");
         enc.finish().expect("gzip")
     }
@@ -859,7 +907,14 @@ mod tests {
         }
     }
 
-    async fn walk_all(check: LayerCheck, limits: Limits, read_bodies: bool) -> (Vec<(String, EntryKind, Option<String>, Vec<u8>)>, WalkResult) {
+    async fn walk_all(
+        check: LayerCheck,
+        limits: Limits,
+        read_bodies: bool,
+    ) -> (
+        Vec<(String, EntryKind, Option<String>, Vec<u8>)>,
+        WalkResult,
+    ) {
         let mut h = spawn_walk(check, Budget::new(limits), CancellationToken::new());
         let mut out = Vec::new();
         loop {
@@ -883,27 +938,56 @@ mod tests {
     fn classification_normalises_and_flags() {
         use tar::EntryType as T;
         let item = |c: Classified| match c {
-            Classified::Item { kind, components, .. } => (kind, display_path(&components)),
+            Classified::Item {
+                kind, components, ..
+            } => (kind, display_path(&components)),
             other => panic!("{other:?}"),
         };
-        assert_eq!(item(classify(T::Regular, b"./etc//passwd", None)), (EntryKind::File, "/etc/passwd".into()));
-        assert_eq!(item(classify(T::Regular, b"/abs/x", None)), (EntryKind::File, "/abs/x".into()));
-        assert_eq!(item(classify(T::Regular, b"a/../b", None)), (EntryKind::File, "/b".into()));
-        assert_eq!(item(classify(T::Regular, b"etc/.wh.passwd", None)), (EntryKind::Whiteout, "/etc/passwd".into()));
-        assert_eq!(item(classify(T::Regular, b"etc/.wh..wh..opq", None)), (EntryKind::OpaqueWhiteout, "/etc".into()));
-        assert_eq!(classify(T::Regular, b".wh..wh.plnk/1", None), Classified::Item {
-            kind: EntryKind::File,
-            components: vec![b".wh..wh.plnk".to_vec(), b"1".to_vec()],
-            link: None,
-            link_components: vec![],
-        });
-        assert_eq!(classify(T::Regular, b"x/.wh..wh.plnk", None), Classified::Ignore);
+        assert_eq!(
+            item(classify(T::Regular, b"./etc//passwd", None)),
+            (EntryKind::File, "/etc/passwd".into())
+        );
+        assert_eq!(
+            item(classify(T::Regular, b"/abs/x", None)),
+            (EntryKind::File, "/abs/x".into())
+        );
+        assert_eq!(
+            item(classify(T::Regular, b"a/../b", None)),
+            (EntryKind::File, "/b".into())
+        );
+        assert_eq!(
+            item(classify(T::Regular, b"etc/.wh.passwd", None)),
+            (EntryKind::Whiteout, "/etc/passwd".into())
+        );
+        assert_eq!(
+            item(classify(T::Regular, b"etc/.wh..wh..opq", None)),
+            (EntryKind::OpaqueWhiteout, "/etc".into())
+        );
+        assert_eq!(
+            classify(T::Regular, b".wh..wh.plnk/1", None),
+            Classified::Item {
+                kind: EntryKind::File,
+                components: vec![b".wh..wh.plnk".to_vec(), b"1".to_vec()],
+                link: None,
+                link_components: vec![],
+            }
+        );
+        assert_eq!(
+            classify(T::Regular, b"x/.wh..wh.plnk", None),
+            Classified::Ignore
+        );
         assert_eq!(classify(T::Directory, b"./", None), Classified::Ignore);
         for bad in [&b"../x"[..], b"a/../../x", b"/../etc/passwd"] {
-            assert!(matches!(classify(T::Regular, bad, None), Classified::Skip(n) if n.code == notice_codes::UNSAFE_PATH_SKIPPED));
+            assert!(
+                matches!(classify(T::Regular, bad, None), Classified::Skip(n) if n.code == notice_codes::UNSAFE_PATH_SKIPPED)
+            );
         }
-        assert!(matches!(classify(T::Link, b"x", Some(b"../../etc/shadow")), Classified::Skip(n) if n.code == notice_codes::UNSAFE_PATH_SKIPPED));
-        assert!(matches!(classify(T::Char, b"dev/null", None), Classified::Skip(n) if n.code == notice_codes::SPECIAL_FILE_SKIPPED));
+        assert!(
+            matches!(classify(T::Link, b"x", Some(b"../../etc/shadow")), Classified::Skip(n) if n.code == notice_codes::UNSAFE_PATH_SKIPPED)
+        );
+        assert!(
+            matches!(classify(T::Char, b"dev/null", None), Classified::Skip(n) if n.code == notice_codes::SPECIAL_FILE_SKIPPED)
+        );
         assert!(matches!(classify(T::Fifo, b"p", None), Classified::Skip(n) if n.path == "/p"));
     }
 
@@ -924,25 +1008,36 @@ mod tests {
         ]);
         for format in [LayerFormat::Gzip, LayerFormat::Zstd, LayerFormat::Tar] {
             let dir = tempfile::tempdir().unwrap();
-            let (entries, result) = walk_all(check_for(dir.path(), &t, format), Limits::default(), true).await;
+            let (entries, result) =
+                walk_all(check_for(dir.path(), &t, format), Limits::default(), true).await;
             let notices = result.unwrap_or_else(|f| panic!("{format:?}: {f:?}"));
-            let summary: Vec<(&str, EntryKind)> = entries.iter().map(|e| (e.0.as_str(), e.1)).collect();
-            assert_eq!(summary, vec![
-                ("/etc", EntryKind::Directory),
-                ("/etc/passwd", EntryKind::File),
-                ("/big.bin", EntryKind::File),
-                ("/skipped", EntryKind::File),
-                ("/etc/link", EntryKind::Symlink),
-                ("/hard", EntryKind::Hardlink),
-                ("/etc/old", EntryKind::Whiteout),
-                ("/var", EntryKind::OpaqueWhiteout),
-            ]);
+            let summary: Vec<(&str, EntryKind)> =
+                entries.iter().map(|e| (e.0.as_str(), e.1)).collect();
+            assert_eq!(
+                summary,
+                vec![
+                    ("/etc", EntryKind::Directory),
+                    ("/etc/passwd", EntryKind::File),
+                    ("/big.bin", EntryKind::File),
+                    ("/skipped", EntryKind::File),
+                    ("/etc/link", EntryKind::Symlink),
+                    ("/hard", EntryKind::Hardlink),
+                    ("/etc/old", EntryKind::Whiteout),
+                    ("/var", EntryKind::OpaqueWhiteout),
+                ]
+            );
             assert_eq!(entries[1].3, b"root:x:0:0");
             assert_eq!(entries[2].3, big);
             assert_eq!(entries[4].2.as_deref(), Some("/etc/passwd"));
             assert_eq!(entries[5].2.as_deref(), Some("/etc/passwd"));
             let codes: Vec<&str> = notices.iter().map(|n| n.code.as_str()).collect();
-            assert_eq!(codes, vec![notice_codes::SPECIAL_FILE_SKIPPED, notice_codes::UNSAFE_PATH_SKIPPED]);
+            assert_eq!(
+                codes,
+                vec![
+                    notice_codes::SPECIAL_FILE_SKIPPED,
+                    notice_codes::UNSAFE_PATH_SKIPPED
+                ]
+            );
         }
     }
 
@@ -951,13 +1046,22 @@ mod tests {
         let big = vec![7u8; 500_000];
         let t = tar(&[E::File("a", &big), E::File("b", &big), E::File("c", b"c")]);
         let dir = tempfile::tempdir().unwrap();
-        let (entries, result) = walk_all(check_for(dir.path(), &t, LayerFormat::Gzip), Limits::default(), false).await;
+        let (entries, result) = walk_all(
+            check_for(dir.path(), &t, LayerFormat::Gzip),
+            Limits::default(),
+            false,
+        )
+        .await;
         assert_eq!(entries.len(), 3);
         assert!(result.is_ok());
         // The plugin stops after the first entry: finish() still reads to the end and verifies.
         let mut check = check_for(dir.path(), &t, LayerFormat::Gzip);
         check.diff_id = sha256_digest(b"something else");
-        let mut h = spawn_walk(check, Budget::new(Limits::default()), CancellationToken::new());
+        let mut h = spawn_walk(
+            check,
+            Budget::new(Limits::default()),
+            CancellationToken::new(),
+        );
         let first = h.next_entry().await.unwrap().unwrap();
         assert_eq!(first.path, "/a");
         let err = h.finish().await.unwrap_err();
@@ -998,12 +1102,21 @@ mod tests {
         let _ = e.read_to_end(&mut sink).await;
         drop(e);
         let f = h.finish().await.unwrap_err();
-        assert_eq!(f.error.code(), tonic::Code::ResourceExhausted, "{:?}", f.error);
+        assert_eq!(
+            f.error.code(),
+            tonic::Code::ResourceExhausted,
+            "{:?}",
+            f.error
+        );
         assert!(f.error.message().contains("expands"), "{}", f.error);
         // stopped early: far less than the whole 64 MiB went through
         assert!(budget.uncompressed.load(Ordering::Relaxed) < 32 << 20);
 
-        let small = tar(&[E::File("a", b"1"), E::File("b", b"2"), E::File("c", &[1u8; 100])]);
+        let small = tar(&[
+            E::File("a", b"1"),
+            E::File("b", b"2"),
+            E::File("c", &[1u8; 100]),
+        ]);
         let limits = |f: &dyn Fn(&mut Limits)| {
             let mut l = Limits::default();
             f(&mut l);
@@ -1016,7 +1129,12 @@ mod tests {
         ] {
             let (_, r) = walk_all(check_for(dir.path(), &small, LayerFormat::Gzip), l, true).await;
             let f = r.unwrap_err();
-            assert_eq!(f.error.code(), tonic::Code::ResourceExhausted, "{what}: {:?}", f.error);
+            assert_eq!(
+                f.error.code(),
+                tonic::Code::ResourceExhausted,
+                "{what}: {:?}",
+                f.error
+            );
             assert!(f.error.message().contains(what), "{what}: {}", f.error);
         }
     }
@@ -1026,7 +1144,11 @@ mod tests {
         let t = tar(&[E::File("a", &vec![1u8; 1 << 20]), E::File("b", b"b")]);
         let dir = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
-        let mut h = spawn_walk(check_for(dir.path(), &t, LayerFormat::Gzip), Budget::new(Limits::default()), cancel.clone());
+        let mut h = spawn_walk(
+            check_for(dir.path(), &t, LayerFormat::Gzip),
+            Budget::new(Limits::default()),
+            cancel.clone(),
+        );
         let _first = h.next_entry().await.unwrap().unwrap();
         cancel.cancel();
         let err = h.next_entry().await.unwrap_err();

@@ -13,9 +13,15 @@ pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 fn fail(what: &str, path: &Path, e: std::io::Error) -> Error {
     if e.raw_os_error() == Some(28) {
-        Error::resource_exhausted(format!("writing the OCI layout: disk full at {}", path.display()))
+        Error::resource_exhausted(format!(
+            "writing the OCI layout: disk full at {}",
+            path.display()
+        ))
     } else {
-        Error::internal(format!("writing the OCI layout: cannot {what} {}: {e}", path.display()))
+        Error::internal(format!(
+            "writing the OCI layout: cannot {what} {}: {e}",
+            path.display()
+        ))
     }
 }
 
@@ -40,7 +46,8 @@ pub(crate) fn write_layout(dir: &Path, image: &LayoutImage<'_>) -> Result<(), Er
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(|e| fail("create", &blobs, e))?;
     let layout = dir.join("oci-layout");
-    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| fail("write", &layout, e))?;
+    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(|e| fail("write", &layout, e))?;
     let manifest_path = blobs.join(digest_hex(image.digest));
     std::fs::write(&manifest_path, image.manifest).map_err(|e| fail("write", &manifest_path, e))?;
     for (digest, src) in &image.blobs {
@@ -83,17 +90,24 @@ mod tests {
         let dir = out.path().join("layout");
         let d = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
         let m = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-        write_layout(&dir, &LayoutImage {
-            manifest: b"{}",
-            digest: m,
-            media_type: "application/vnd.oci.image.manifest.v1+json",
-            platform: None,
-            ref_name: "1.0",
-            blobs: vec![(d, &blob), (d, &blob)],
-        })
+        write_layout(
+            &dir,
+            &LayoutImage {
+                manifest: b"{}",
+                digest: m,
+                media_type: "application/vnd.oci.image.manifest.v1+json",
+                platform: None,
+                ref_name: "1.0",
+                blobs: vec![(d, &blob), (d, &blob)],
+            },
+        )
         .unwrap();
-        assert_eq!(std::fs::read(dir.join("blobs/sha256").join(digest_hex(d))).unwrap(), b"layer");
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("blobs/sha256").join(digest_hex(d))).unwrap(),
+            b"layer"
+        );
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
         assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "1.0");
         assert_eq!(index["manifests"][0]["size"], 2);
         assert!(dir.join("oci-layout").exists());

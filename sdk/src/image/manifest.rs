@@ -46,12 +46,12 @@ pub(crate) fn layer_format(media_type: &str) -> LayerFormat {
         return LayerFormat::NonDistributable;
     }
     match mt.as_str() {
-        "application/vnd.oci.image.layer.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => LayerFormat::Tar,
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => LayerFormat::Tar,
         "application/vnd.oci.image.layer.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip" => LayerFormat::Gzip,
-        "application/vnd.oci.image.layer.v1.tar+zstd" | "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
-            LayerFormat::Zstd
-        }
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => LayerFormat::Zstd,
         _ => LayerFormat::Unsupported,
     }
 }
@@ -223,8 +223,9 @@ pub(crate) struct RootFs {
 impl ImageConfig {
     /// Parses a config blob.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::failed_precondition(format!("{what}: not a valid image config: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::failed_precondition(format!("{what}: not a valid image config: {e}"))
+        })
     }
 
     /// The platform, when the config names one.
@@ -248,7 +249,9 @@ pub(crate) fn is_image_config(media_type: &str) -> bool {
 /// Whether an index entry matches the requested platform. An empty requested variant matches
 /// any; `arm64` treats an empty variant as `v8`.
 pub(crate) fn platform_matches(wanted: &Platform, have: &PlatformSpec) -> bool {
-    if !wanted.os.eq_ignore_ascii_case(&have.os) || !wanted.architecture.eq_ignore_ascii_case(&have.architecture) {
+    if !wanted.os.eq_ignore_ascii_case(&have.os)
+        || !wanted.architecture.eq_ignore_ascii_case(&have.architecture)
+    {
         return false;
     }
     if wanted.variant.is_empty() {
@@ -280,10 +283,22 @@ mod tests {
 
     #[test]
     fn classifies_layers() {
-        assert_eq!(layer_format("application/vnd.oci.image.layer.v1.tar+gzip"), LayerFormat::Gzip);
-        assert_eq!(layer_format("application/vnd.docker.image.rootfs.diff.tar.gzip"), LayerFormat::Gzip);
-        assert_eq!(layer_format("application/vnd.oci.image.layer.v1.tar+zstd"), LayerFormat::Zstd);
-        assert_eq!(layer_format("application/vnd.oci.image.layer.v1.tar"), LayerFormat::Tar);
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar+gzip"),
+            LayerFormat::Gzip
+        );
+        assert_eq!(
+            layer_format("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            LayerFormat::Gzip
+        );
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar+zstd"),
+            LayerFormat::Zstd
+        );
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar"),
+            LayerFormat::Tar
+        );
         assert_eq!(
             layer_format("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
             LayerFormat::NonDistributable
@@ -292,7 +307,10 @@ mod tests {
             layer_format("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
             LayerFormat::NonDistributable
         );
-        assert_eq!(layer_format("application/x-whatever"), LayerFormat::Unsupported);
+        assert_eq!(
+            layer_format("application/x-whatever"),
+            LayerFormat::Unsupported
+        );
     }
 
     #[test]
@@ -308,8 +326,16 @@ mod tests {
         assert!(platform_matches(&"linux/arm64/v8".parse().unwrap(), &p));
         assert!(!platform_matches(&"linux/amd64".parse().unwrap(), &p));
         assert!(!platform_matches(&"linux/arm64/v7".parse().unwrap(), &p));
-        for bad in [&b"{}"[..], b"not json", br#"{"schemaVersion":1}"#, br#"{"schemaVersion":2,"mediaType":"text/plain"}"#] {
-            assert_eq!(ManifestDoc::parse(bad, "x").unwrap_err().code(), tonic::Code::FailedPrecondition);
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"schemaVersion":1}"#,
+            br#"{"schemaVersion":2,"mediaType":"text/plain"}"#,
+        ] {
+            assert_eq!(
+                ManifestDoc::parse(bad, "x").unwrap_err().code(),
+                tonic::Code::FailedPrecondition
+            );
         }
     }
 }

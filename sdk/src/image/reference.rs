@@ -82,7 +82,11 @@ pub(crate) struct Target {
 }
 
 /// Combines `image` with `registry_url` and `insecure` as the proto specifies.
-pub(crate) fn resolve_target(image: &str, registry_url: &str, insecure: bool) -> Result<Target, Error> {
+pub(crate) fn resolve_target(
+    image: &str,
+    registry_url: &str,
+    insecure: bool,
+) -> Result<Target, Error> {
     let url = parse_registry_url(registry_url)?;
     let image_trimmed = image.trim();
     if image_trimmed.is_empty() {
@@ -167,7 +171,10 @@ fn parse_registry_url(url: &str) -> Result<Option<RegistryUrl>, Error> {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+    if s.len() >= prefix.len()
+        && s.is_char_boundary(prefix.len())
+        && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
         Some(&s[prefix.len()..])
     } else {
         None
@@ -178,7 +185,10 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 fn split_host(image: &str) -> (Option<&str>, &str) {
     match image.split_once('/') {
         Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[') =>
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.starts_with('[') =>
         {
             (Some(first), rest)
         }
@@ -189,14 +199,20 @@ fn split_host(image: &str) -> (Option<&str>, &str) {
 /// Validates `host[:port]` and normalises it: lower case, Docker Hub aliases to [`DOCKER_HUB`].
 pub(crate) fn normalize_host(host: &str, context: &str) -> Result<String, Error> {
     let bad = |why: &str| {
-        Error::invalid_argument(format!("invalid registry host {host:?} in {context:?}: {why}"))
+        Error::invalid_argument(format!(
+            "invalid registry host {host:?} in {context:?}: {why}"
+        ))
     };
     if host.is_empty() {
         return Err(bad("empty"));
     }
     let (name, port) = if let Some(stripped) = host.strip_prefix('[') {
         let (v6, after) = stripped.split_once(']').ok_or_else(|| bad("unclosed ["))?;
-        if v6.is_empty() || !v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if v6.is_empty()
+            || !v6
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(bad("invalid IPv6 address"));
         }
         let port = match after {
@@ -243,7 +259,10 @@ pub(crate) fn normalize_host(host: &str, context: &str) -> Result<String, Error>
 }
 
 /// Parses `path[:tag][@digest]`.
-fn parse_remainder(rest: &str, whole: &str) -> Result<(String, Option<String>, Option<String>), Error> {
+fn parse_remainder(
+    rest: &str,
+    whole: &str,
+) -> Result<(String, Option<String>, Option<String>), Error> {
     let (name_tag, digest) = match rest.split_once('@') {
         Some((n, d)) => (n, Some(d)),
         None => (rest, None),
@@ -254,7 +273,9 @@ fn parse_remainder(rest: &str, whole: &str) -> Result<(String, Option<String>, O
         _ => (name_tag, None),
     };
     if name.is_empty() {
-        return Err(Error::invalid_argument(format!("image {whole:?} has no repository")));
+        return Err(Error::invalid_argument(format!(
+            "image {whole:?} has no repository"
+        )));
     }
     for component in name.split('/') {
         if !valid_path_component(component) {
@@ -264,19 +285,20 @@ fn parse_remainder(rest: &str, whole: &str) -> Result<(String, Option<String>, O
             )));
         }
     }
-    if let Some(tag) = tag {
-        if !valid_tag(tag) {
-            return Err(Error::invalid_argument(format!(
-                "invalid tag {tag:?} in image {whole:?}: 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
-            )));
-        }
+    if let Some(tag) = tag
+        && !valid_tag(tag)
+    {
+        return Err(Error::invalid_argument(format!(
+            "invalid tag {tag:?} in image {whole:?}: 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+        )));
     }
-    let digest = match digest {
-        Some(d) => Some(parse_digest(d).map_err(|e| {
-            Error::invalid_argument(format!("image {whole:?}: {}", e.message()))
-        })?),
-        None => None,
-    };
+    let digest =
+        match digest {
+            Some(d) => Some(parse_digest(d).map_err(|e| {
+                Error::invalid_argument(format!("image {whole:?}: {}", e.message()))
+            })?),
+            None => None,
+        };
     Ok((name.to_string(), tag.map(str::to_string), digest))
 }
 
@@ -330,15 +352,19 @@ fn valid_tag(t: &str) -> bool {
 
 /// Validates a digest string; only `sha256:<64 lowercase hex>` is accepted.
 pub(crate) fn parse_digest(d: &str) -> Result<String, Error> {
-    let (algo, hex) = d
-        .split_once(':')
-        .ok_or_else(|| Error::invalid_argument(format!("invalid digest {d:?}: expected algorithm:hex")))?;
+    let (algo, hex) = d.split_once(':').ok_or_else(|| {
+        Error::invalid_argument(format!("invalid digest {d:?}: expected algorithm:hex"))
+    })?;
     if algo != "sha256" {
         return Err(Error::invalid_argument(format!(
             "unsupported digest algorithm in {d:?}: only sha256 is supported"
         )));
     }
-    if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return Err(Error::invalid_argument(format!(
             "invalid digest {d:?}: sha256 needs 64 lower-case hex digits"
         )));
@@ -357,34 +383,129 @@ mod tests {
 
     const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    fn ok(image: &str, url: &str, insecure: bool) -> (String, String, Option<String>, Option<String>, bool) {
-        let t = resolve_target(image, url, insecure).unwrap_or_else(|e| panic!("{image:?} {url:?}: {e}"));
-        (t.image.registry, t.image.repository, t.image.tag, t.image.digest, t.plain_http)
+    fn ok(
+        image: &str,
+        url: &str,
+        insecure: bool,
+    ) -> (String, String, Option<String>, Option<String>, bool) {
+        let t = resolve_target(image, url, insecure)
+            .unwrap_or_else(|e| panic!("{image:?} {url:?}: {e}"));
+        (
+            t.image.registry,
+            t.image.repository,
+            t.image.tag,
+            t.image.digest,
+            t.plain_http,
+        )
     }
 
     #[test]
     fn references_normalise() {
         let s = |x: &str| Some(x.to_string());
-        let cases: Vec<(&str, &str, bool, (&str, &str, Option<String>, Option<String>, bool))> = vec![
-            ("alpine", "", false, ("index.docker.io", "library/alpine", s("latest"), None, false)),
-            ("docker.io/alpine:3.20", "", false, ("index.docker.io", "library/alpine", s("3.20"), None, false)),
-            ("docker.io/bitnami/redis", "", false, ("index.docker.io", "bitnami/redis", s("latest"), None, false)),
-            ("index.docker.io/library/alpine", "", false, ("index.docker.io", "library/alpine", s("latest"), None, false)),
-            ("127.0.0.1:5000/app:1.0", "", false, ("127.0.0.1:5000", "app", s("1.0"), None, false)),
-            ("localhost/a/b", "", true, ("localhost", "a/b", s("latest"), None, true)),
-            ("app:1.0", "http://127.0.0.1:5000", false, ("127.0.0.1:5000", "app", s("1.0"), None, true)),
-            ("app:1.0", "https://Reg.Example.com/", false, ("reg.example.com", "app", s("1.0"), None, false)),
-            ("app", "reg.example.com:443", false, ("reg.example.com:443", "app", s("latest"), None, false)),
-            ("app", "reg.example.com", true, ("reg.example.com", "app", s("latest"), None, true)),
-            ("127.0.0.1:5000/app:1.0", "http://127.0.0.1:5000", false, ("127.0.0.1:5000", "app", s("1.0"), None, true)),
-            ("my_repo/a.b-c__d:v1.2_3-x", "http://h:1", false, ("h:1", "my_repo/a.b-c__d", s("v1.2_3-x"), None, true)),
-            ("[::1]:5000/app", "", false, ("[::1]:5000", "app", s("latest"), None, false)),
+        type Want<'a> = (&'a str, &'a str, Option<String>, Option<String>, bool);
+        let cases: Vec<(&str, &str, bool, Want<'_>)> = vec![
+            (
+                "alpine",
+                "",
+                false,
+                (
+                    "index.docker.io",
+                    "library/alpine",
+                    s("latest"),
+                    None,
+                    false,
+                ),
+            ),
+            (
+                "docker.io/alpine:3.20",
+                "",
+                false,
+                ("index.docker.io", "library/alpine", s("3.20"), None, false),
+            ),
+            (
+                "docker.io/bitnami/redis",
+                "",
+                false,
+                ("index.docker.io", "bitnami/redis", s("latest"), None, false),
+            ),
+            (
+                "index.docker.io/library/alpine",
+                "",
+                false,
+                (
+                    "index.docker.io",
+                    "library/alpine",
+                    s("latest"),
+                    None,
+                    false,
+                ),
+            ),
+            (
+                "127.0.0.1:5000/app:1.0",
+                "",
+                false,
+                ("127.0.0.1:5000", "app", s("1.0"), None, false),
+            ),
+            (
+                "localhost/a/b",
+                "",
+                true,
+                ("localhost", "a/b", s("latest"), None, true),
+            ),
+            (
+                "app:1.0",
+                "http://127.0.0.1:5000",
+                false,
+                ("127.0.0.1:5000", "app", s("1.0"), None, true),
+            ),
+            (
+                "app:1.0",
+                "https://Reg.Example.com/",
+                false,
+                ("reg.example.com", "app", s("1.0"), None, false),
+            ),
+            (
+                "app",
+                "reg.example.com:443",
+                false,
+                ("reg.example.com:443", "app", s("latest"), None, false),
+            ),
+            (
+                "app",
+                "reg.example.com",
+                true,
+                ("reg.example.com", "app", s("latest"), None, true),
+            ),
+            (
+                "127.0.0.1:5000/app:1.0",
+                "http://127.0.0.1:5000",
+                false,
+                ("127.0.0.1:5000", "app", s("1.0"), None, true),
+            ),
+            (
+                "my_repo/a.b-c__d:v1.2_3-x",
+                "http://h:1",
+                false,
+                ("h:1", "my_repo/a.b-c__d", s("v1.2_3-x"), None, true),
+            ),
+            (
+                "[::1]:5000/app",
+                "",
+                false,
+                ("[::1]:5000", "app", s("latest"), None, false),
+            ),
         ];
         for (image, url, insecure, want) in cases {
             let got = ok(image, url, insecure);
             assert_eq!(
                 got,
-                (want.0.to_string(), want.1.to_string(), want.2, want.3, want.4),
+                (
+                    want.0.to_string(),
+                    want.1.to_string(),
+                    want.2,
+                    want.3,
+                    want.4
+                ),
                 "{image:?} with url {url:?}"
             );
         }
@@ -428,8 +549,13 @@ mod tests {
             ("app", "http://"),
         ];
         for (image, url) in bad {
-            let err = resolve_target(image, url, false).expect_err(&format!("{image:?} {url:?} accepted"));
-            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{image:?} {url:?}: {err}");
+            let err = resolve_target(image, url, false)
+                .expect_err(&format!("{image:?} {url:?} accepted"));
+            assert_eq!(
+                err.code(),
+                tonic::Code::InvalidArgument,
+                "{image:?} {url:?}: {err}"
+            );
         }
         let long = format!("h.com/{}", "a".repeat(260));
         assert!(resolve_target(&long, "", false).is_err());
@@ -439,7 +565,8 @@ mod tests {
 
     #[test]
     fn docker_hub_aliases_match_registry_url() {
-        let t = resolve_target("docker.io/library/alpine", "https://index.docker.io", false).unwrap();
+        let t =
+            resolve_target("docker.io/library/alpine", "https://index.docker.io", false).unwrap();
         assert_eq!(t.image.registry, DOCKER_HUB);
         assert_eq!(t.image.to_oci().resolve_registry(), DOCKER_HUB);
     }

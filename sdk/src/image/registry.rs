@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -54,10 +54,13 @@ impl ClientPool {
                 client.clone()
             }
             None => {
-                if clients.len() >= MAX_CLIENTS {
-                    if let Some(oldest) = clients.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) {
-                        clients.remove(&oldest);
-                    }
+                if clients.len() >= MAX_CLIENTS
+                    && let Some(oldest) = clients
+                        .iter()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(k, _)| k.clone())
+                {
+                    clients.remove(&oldest);
                 }
                 let protocol = if target.plain_http {
                     ClientProtocol::HttpsExcept(vec![target.image.registry.clone()])
@@ -162,8 +165,9 @@ impl Session {
     ) -> Result<(), Error> {
         let oci_ref = self.reference_for(digest);
         let what = format!("blob {digest} of {}", self.repo_name());
-        let file = std::fs::File::create(dest)
-            .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", dest.display())))?;
+        let file = std::fs::File::create(dest).map_err(|e| {
+            Error::resource_exhausted(format!("cannot create {}: {e}", dest.display()))
+        })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
         let mut received: u64 = 0;
@@ -171,7 +175,16 @@ impl Session {
         let outcome: Result<(), Error> = loop {
             attempt += 1;
             let result = self
-                .stream_once(&oci_ref, digest, size, &mut received, &tx, cancel, progress, &what)
+                .stream_once(
+                    &oci_ref,
+                    digest,
+                    size,
+                    &mut received,
+                    &tx,
+                    cancel,
+                    progress,
+                    &what,
+                )
                 .await;
             match result {
                 Ok(()) => break Ok(()),
@@ -188,7 +201,9 @@ impl Session {
         let written = writer
             .await
             .map_err(|e| Error::internal(format!("blob writer thread failed: {e}")))?
-            .map_err(|e| Error::resource_exhausted(format!("cannot write {}: {e}", dest.display())));
+            .map_err(|e| {
+                Error::resource_exhausted(format!("cannot write {}: {e}", dest.display()))
+            });
         outcome?;
         let (actual, count) = written?;
         if count != size {
@@ -231,7 +246,8 @@ impl Session {
             BlobResponse::Partial(s) => s,
             BlobResponse::Full(s) => {
                 if *received > 0 {
-                    tx.send(WriterMsg::Reset).map_err(|_| (writer_gone(), false))?;
+                    tx.send(WriterMsg::Reset)
+                        .map_err(|_| (writer_gone(), false))?;
                     *received = 0;
                 }
                 s
@@ -248,11 +264,14 @@ impl Session {
                     *received += chunk.len() as u64;
                     if *received > size {
                         return Err((
-                            Error::data_loss(format!("{what}: registry sent more than the descriptor's {size} bytes")),
+                            Error::data_loss(format!(
+                                "{what}: registry sent more than the descriptor's {size} bytes"
+                            )),
                             false,
                         ));
                     }
-                    tx.send(WriterMsg::Data(chunk)).map_err(|_| (writer_gone(), false))?;
+                    tx.send(WriterMsg::Data(chunk))
+                        .map_err(|_| (writer_gone(), false))?;
                     progress(*received);
                 }
                 Some(Err(e)) => {
@@ -261,13 +280,19 @@ impl Session {
                         // hash decides (and reports DataLoss) after the writer finishes.
                         break;
                     }
-                    return Err((Error::unavailable(format!("{what}: download interrupted: {e}")), true));
+                    return Err((
+                        Error::unavailable(format!("{what}: download interrupted: {e}")),
+                        true,
+                    ));
                 }
             }
         }
         if *received < size {
             return Err((
-                Error::unavailable(format!("{what}: download ended after {} of {size} bytes", *received)),
+                Error::unavailable(format!(
+                    "{what}: download ended after {} of {size} bytes",
+                    *received
+                )),
                 true,
             ));
         }
@@ -355,10 +380,13 @@ where
 fn is_retryable(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429 || *code == 408,
-        OciDistributionError::RegistryError { envelope, .. } => {
-            envelope.errors.iter().any(|e| e.code == OciErrorCode::Toomanyrequests)
+        OciDistributionError::ServerError { code, .. } => {
+            *code >= 500 || *code == 429 || *code == 408
         }
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
         _ => false,
     }
 }
@@ -368,16 +396,20 @@ fn is_retryable(e: &OciDistributionError) -> bool {
 pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool) -> Error {
     let unauthenticated = || {
         if anonymous {
-            Error::Unauthenticated(format!("{what}: the registry requires credentials (HTTP 401)"))
+            Error::Unauthenticated(format!(
+                "{what}: the registry requires credentials (HTTP 401)"
+            ))
         } else {
-            Error::Unauthenticated(format!("{what}: the registry refused the credentials (HTTP 401)"))
+            Error::Unauthenticated(format!(
+                "{what}: the registry refused the credentials (HTTP 401)"
+            ))
         }
     };
     match e {
         OciDistributionError::UnauthorizedError { .. } => unauthenticated(),
-        OciDistributionError::AuthenticationFailure(_) => {
-            Error::Unauthenticated(format!("{what}: the registry's token service refused the credentials"))
-        }
+        OciDistributionError::AuthenticationFailure(_) => Error::Unauthenticated(format!(
+            "{what}: the registry's token service refused the credentials"
+        )),
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let text: Vec<String> = envelope
@@ -412,13 +444,19 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
             let message: String = message.chars().take(200).collect();
             match code {
                 401 => unauthenticated(),
-                403 => Error::PermissionDenied(format!("{what}: the registry denied access (HTTP 403)")),
+                403 => Error::PermissionDenied(format!(
+                    "{what}: the registry denied access (HTTP 403)"
+                )),
                 404 => Error::not_found(format!("{what}: not found (HTTP 404)")),
-                400 => Error::invalid_argument(format!("{what}: the registry rejected the request (HTTP 400: {message})")),
+                400 => Error::invalid_argument(format!(
+                    "{what}: the registry rejected the request (HTTP 400: {message})"
+                )),
                 406 | 415 => Error::failed_precondition(format!(
                     "{what}: the registry cannot serve a supported media type (HTTP {code})"
                 )),
-                _ => Error::unavailable(format!("{what}: registry answered HTTP {code}: {message}")),
+                _ => {
+                    Error::unavailable(format!("{what}: registry answered HTTP {code}: {message}"))
+                }
             }
         }
         OciDistributionError::RequestError(err) => {
@@ -442,14 +480,15 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
         OciDistributionError::DigestError(err) => {
             Error::data_loss(format!("{what}: content does not match its digest ({err})"))
         }
-        OciDistributionError::UrlParseError(err) => Error::invalid_argument(format!("{what}: {err}")),
-        OciDistributionError::SpecViolationError(err) => {
-            Error::unavailable(format!("{what}: registry violates the distribution spec: {err}"))
+        OciDistributionError::UrlParseError(err) => {
+            Error::invalid_argument(format!("{what}: {err}"))
         }
+        OciDistributionError::SpecViolationError(err) => Error::unavailable(format!(
+            "{what}: registry violates the distribution spec: {err}"
+        )),
         other => Error::failed_precondition(format!("{what}: {other}")),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -473,8 +512,14 @@ mod tests {
     fn oci_errors_map_to_status_codes() {
         use tonic::Code;
         let cases = vec![
-            (OciDistributionError::UnauthorizedError { url: "u".into() }, Code::Unauthenticated),
-            (OciDistributionError::AuthenticationFailure("nope".into()), Code::Unauthenticated),
+            (
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                Code::Unauthenticated,
+            ),
+            (
+                OciDistributionError::AuthenticationFailure("nope".into()),
+                Code::Unauthenticated,
+            ),
             (env(OciErrorCode::Unauthorized), Code::Unauthenticated),
             (env(OciErrorCode::Denied), Code::PermissionDenied),
             (env(OciErrorCode::ManifestUnknown), Code::NotFound),
@@ -482,22 +527,36 @@ mod tests {
             (env(OciErrorCode::BlobUnknown), Code::NotFound),
             (env(OciErrorCode::Toomanyrequests), Code::Unavailable),
             (
-                OciDistributionError::ServerError { code: 403, url: "u".into(), message: String::new() },
+                OciDistributionError::ServerError {
+                    code: 403,
+                    url: "u".into(),
+                    message: String::new(),
+                },
                 Code::PermissionDenied,
             ),
             (
-                OciDistributionError::ServerError { code: 404, url: "u".into(), message: String::new() },
+                OciDistributionError::ServerError {
+                    code: 404,
+                    url: "u".into(),
+                    message: String::new(),
+                },
                 Code::NotFound,
             ),
             (
-                OciDistributionError::ServerError { code: 503, url: "u".into(), message: String::new() },
+                OciDistributionError::ServerError {
+                    code: 503,
+                    url: "u".into(),
+                    message: String::new(),
+                },
                 Code::Unavailable,
             ),
             (
-                OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
-                    expected: "a".into(),
-                    actual: "b".into(),
-                }),
+                OciDistributionError::DigestError(
+                    oci_client::errors::DigestError::VerificationError {
+                        expected: "a".into(),
+                        actual: "b".into(),
+                    },
+                ),
                 Code::DataLoss,
             ),
         ];
@@ -506,10 +565,24 @@ mod tests {
             let mapped = map_oci_error(e, "manifest x", false);
             assert_eq!(mapped.code(), code, "{text} -> {mapped}");
         }
-        assert!(map_oci_error(OciDistributionError::UnauthorizedError { url: "u".into() }, "m", true)
+        assert!(
+            map_oci_error(
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                "m",
+                true
+            )
             .message()
-            .contains("requires credentials"));
-        assert!(is_retryable(&OciDistributionError::ServerError { code: 502, url: "u".into(), message: String::new() }));
-        assert!(!is_retryable(&OciDistributionError::ServerError { code: 404, url: "u".into(), message: String::new() }));
+            .contains("requires credentials")
+        );
+        assert!(is_retryable(&OciDistributionError::ServerError {
+            code: 502,
+            url: "u".into(),
+            message: String::new()
+        }));
+        assert!(!is_retryable(&OciDistributionError::ServerError {
+            code: 404,
+            url: "u".into(),
+            message: String::new()
+        }));
     }
 }

@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::layer::{Budget, Classified, LayerCheck, LayerFailure, OpenLayer, classify, display_path, read_failure};
+use super::layer::{
+    Budget, Classified, LayerCheck, LayerFailure, OpenLayer, classify, display_path, read_failure,
+};
 use crate::error::Error;
 use crate::input::EntryKind;
 use crate::model::{Notice, notice_codes};
@@ -44,7 +46,11 @@ enum Resolve {
 
 /// Resolves `components` as a directory path inside `root`, following symlinks within the root,
 /// creating missing directories when `create` is set. Returns the real path.
-fn resolve_dir(root: &Path, components: &[Vec<u8>], create: bool) -> Result<Option<PathBuf>, Resolve> {
+fn resolve_dir(
+    root: &Path,
+    components: &[Vec<u8>],
+    create: bool,
+) -> Result<Option<PathBuf>, Resolve> {
     let mut stack: Vec<Vec<u8>> = Vec::new();
     let mut queue: std::collections::VecDeque<Vec<u8>> = components.iter().cloned().collect();
     let mut links = 0;
@@ -89,7 +95,8 @@ fn resolve_dir(root: &Path, components: &[Vec<u8>], create: bool) -> Result<Opti
                     return Ok(None);
                 }
                 std::fs::create_dir(&candidate).map_err(Resolve::Io)?;
-                std::fs::set_permissions(&candidate, std::fs::Permissions::from_mode(0o755)).map_err(Resolve::Io)?;
+                std::fs::set_permissions(&candidate, std::fs::Permissions::from_mode(0o755))
+                    .map_err(Resolve::Io)?;
                 stack.push(c);
             }
             Err(e) => return Err(Resolve::Io(e)),
@@ -143,7 +150,10 @@ pub(crate) fn unpack_layer(
         notices.push(n);
     };
     {
-        let entries = open.archive().entries().map_err(|e| read_failure(e, check, budget))?;
+        let entries = open
+            .archive()
+            .entries()
+            .map_err(|e| read_failure(e, check, budget))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| read_failure(e, check, budget))?;
             budget.add_entry()?;
@@ -157,7 +167,12 @@ pub(crate) fn unpack_layer(
                         notices.push(n);
                         continue;
                     }
-                    Classified::Item { kind, components, link, link_components } => (kind, components, link, link_components),
+                    Classified::Item {
+                        kind,
+                        components,
+                        link,
+                        link_components,
+                    } => (kind, components, link, link_components),
                 };
             let shown = display_path(&components);
             if kind == EntryKind::OpaqueWhiteout {
@@ -172,20 +187,34 @@ pub(crate) fn unpack_layer(
                     let mut logical = components.clone();
                     logical.push(child.file_name().as_bytes().to_vec());
                     if !created.contains(&logical) {
-                        remove_any(&child.path()).map_err(|e| io_fail("remove", &child.path(), e))?;
+                        remove_any(&child.path())
+                            .map_err(|e| io_fail("remove", &child.path(), e))?;
                     }
                 }
                 continue;
             }
-            let Some((name, parent)) = components.split_last() else { continue };
+            let Some((name, parent)) = components.split_last() else {
+                continue;
+            };
             let parent_dir = match resolve_dir(root, parent, kind != EntryKind::Whiteout) {
                 Ok(Some(p)) => p,
                 Ok(None) => continue, // whiteout of something that does not exist
                 Err(Resolve::Unsafe(why)) => {
-                    skip(&mut notices, notice_codes::UNSAFE_PATH_SKIPPED, format!("entry not unpacked: {why}"), shown);
+                    skip(
+                        &mut notices,
+                        notice_codes::UNSAFE_PATH_SKIPPED,
+                        format!("entry not unpacked: {why}"),
+                        shown,
+                    );
                     continue;
                 }
-                Err(Resolve::Io(e)) => return Err(io_fail("resolve", &root.join(OsStr::from_bytes(&path_bytes)), e)),
+                Err(Resolve::Io(e)) => {
+                    return Err(io_fail(
+                        "resolve",
+                        &root.join(OsStr::from_bytes(&path_bytes)),
+                        e,
+                    ));
+                }
             };
             let target = parent_dir.join(OsStr::from_bytes(name));
             match kind {
@@ -200,9 +229,11 @@ pub(crate) fn unpack_layer(
                         Ok(m) if m.is_dir() => {}
                         Ok(_) => {
                             remove_any(&target).map_err(|e| io_fail("replace", &target, e))?;
-                            std::fs::create_dir(&target).map_err(|e| io_fail("create", &target, e))?;
+                            std::fs::create_dir(&target)
+                                .map_err(|e| io_fail("create", &target, e))?;
                         }
-                        Err(_) => std::fs::create_dir(&target).map_err(|e| io_fail("create", &target, e))?,
+                        Err(_) => std::fs::create_dir(&target)
+                            .map_err(|e| io_fail("create", &target, e))?,
                     }
                     let mode = (entry.header().mode().unwrap_or(0o755) & 0o777) | 0o700;
                     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
@@ -220,11 +251,14 @@ pub(crate) fn unpack_layer(
                         .open(&target)
                         .map_err(|e| io_fail("create", &target, e))?;
                     loop {
-                        let n = entry.read(&mut buf).map_err(|e| read_failure(e, check, budget))?;
+                        let n = entry
+                            .read(&mut buf)
+                            .map_err(|e| read_failure(e, check, budget))?;
                         if n == 0 {
                             break;
                         }
-                        out.write_all(&buf[..n]).map_err(|e| io_fail("write", &target, e))?;
+                        out.write_all(&buf[..n])
+                            .map_err(|e| io_fail("write", &target, e))?;
                     }
                     created.insert(components);
                 }
@@ -236,14 +270,19 @@ pub(crate) fn unpack_layer(
                     created.insert(components);
                 }
                 EntryKind::Hardlink => {
-                    let Some((lname, lparent)) = link_components.split_last() else { continue };
+                    let Some((lname, lparent)) = link_components.split_last() else {
+                        continue;
+                    };
                     let source = match resolve_dir(root, lparent, false) {
                         Ok(Some(p)) => p.join(OsStr::from_bytes(lname)),
                         _ => {
                             skip(
                                 &mut notices,
                                 notice_codes::UNSAFE_PATH_SKIPPED,
-                                format!("hard link target {} is not inside the image", display_path(&link_components)),
+                                format!(
+                                    "hard link target {} is not inside the image",
+                                    display_path(&link_components)
+                                ),
                                 shown,
                             );
                             continue;
@@ -255,7 +294,10 @@ pub(crate) fn unpack_layer(
                             skip(
                                 &mut notices,
                                 notice_codes::UNSAFE_PATH_SKIPPED,
-                                format!("hard link target {} does not exist or is a directory", display_path(&link_components)),
+                                format!(
+                                    "hard link target {} does not exist or is a directory",
+                                    display_path(&link_components)
+                                ),
                                 shown,
                             );
                             continue;
@@ -265,7 +307,8 @@ pub(crate) fn unpack_layer(
                         continue;
                     }
                     remove_any(&target).map_err(|e| io_fail("replace", &target, e))?;
-                    std::fs::hard_link(&source, &target).map_err(|e| io_fail("hard link", &target, e))?;
+                    std::fs::hard_link(&source, &target)
+                        .map_err(|e| io_fail("hard link", &target, e))?;
                     created.insert(components);
                 }
             }
@@ -293,8 +336,13 @@ mod tests {
             size: blob.len() as u64,
             diff_id: sha256_digest(&t),
         };
-        unpack_layer(root, &check, &Budget::new(Limits::default()), &CancellationToken::new())
-            .unwrap_or_else(|f| panic!("{f:?}"))
+        unpack_layer(
+            root,
+            &check,
+            &Budget::new(Limits::default()),
+            &CancellationToken::new(),
+        )
+        .unwrap_or_else(|f| panic!("{f:?}"))
     }
 
     fn listing(root: &Path) -> Vec<String> {
@@ -310,9 +358,15 @@ mod tests {
                     out.push(format!("{rel}/"));
                     walk(root, &p, out);
                 } else if m.file_type().is_symlink() {
-                    out.push(format!("{rel} -> {}", std::fs::read_link(&p).unwrap().display()));
+                    out.push(format!(
+                        "{rel} -> {}",
+                        std::fs::read_link(&p).unwrap().display()
+                    ));
                 } else {
-                    out.push(format!("{rel}={}", String::from_utf8_lossy(&std::fs::read(&p).unwrap())));
+                    out.push(format!(
+                        "{rel}={}",
+                        String::from_utf8_lossy(&std::fs::read(&p).unwrap())
+                    ));
                 }
             }
         }
@@ -324,36 +378,47 @@ mod tests {
     fn whiteouts_apply_to_lower_layers_only() {
         let root = tempfile::tempdir().unwrap();
         let blobs = tempfile::tempdir().unwrap();
-        apply(root.path(), blobs.path(), &[
-            E::Dir("etc/"),
-            E::File("etc/keep", b"k"),
-            E::File("etc/gone", b"g"),
-            E::Dir("var/"),
-            E::File("var/old1", b"1"),
-            E::Dir("var/sub/"),
-            E::File("var/sub/old2", b"2"),
-            E::Dir("tree/"),
-            E::File("tree/x", b"x"),
-        ]);
-        apply(root.path(), blobs.path(), &[
-            E::File("etc/.wh.gone", b""),
-            E::File("var/new-before", b"nb"),
-            E::File("var/.wh..wh..opq", b""),
-            E::File("var/new-after", b"na"),
-            E::File(".wh.tree", b""),
-            E::File(".wh.never-existed", b""),
-            // same-layer whiteout must not delete what this layer creates
-            E::File("etc/fresh", b"f"),
-            E::File("etc/.wh.fresh", b""),
-        ]);
-        assert_eq!(listing(root.path()), vec![
-            "etc/",
-            "etc/fresh=f",
-            "etc/keep=k",
-            "var/",
-            "var/new-after=na",
-            "var/new-before=nb",
-        ]);
+        apply(
+            root.path(),
+            blobs.path(),
+            &[
+                E::Dir("etc/"),
+                E::File("etc/keep", b"k"),
+                E::File("etc/gone", b"g"),
+                E::Dir("var/"),
+                E::File("var/old1", b"1"),
+                E::Dir("var/sub/"),
+                E::File("var/sub/old2", b"2"),
+                E::Dir("tree/"),
+                E::File("tree/x", b"x"),
+            ],
+        );
+        apply(
+            root.path(),
+            blobs.path(),
+            &[
+                E::File("etc/.wh.gone", b""),
+                E::File("var/new-before", b"nb"),
+                E::File("var/.wh..wh..opq", b""),
+                E::File("var/new-after", b"na"),
+                E::File(".wh.tree", b""),
+                E::File(".wh.never-existed", b""),
+                // same-layer whiteout must not delete what this layer creates
+                E::File("etc/fresh", b"f"),
+                E::File("etc/.wh.fresh", b""),
+            ],
+        );
+        assert_eq!(
+            listing(root.path()),
+            vec![
+                "etc/",
+                "etc/fresh=f",
+                "etc/keep=k",
+                "var/",
+                "var/new-after=na",
+                "var/new-before=nb",
+            ]
+        );
     }
 
     #[test]
@@ -365,50 +430,89 @@ mod tests {
         std::fs::create_dir(&victim).unwrap();
         let blobs = tempfile::tempdir().unwrap();
         let victim_s = victim.display().to_string();
-        let notices = apply(&root, blobs.path(), &[
-            E::File("../escape", b"x"),
-            E::File("/abs", b"abs"),
-            // symlink to an absolute host dir, then write through it
-            E::Symlink("link", &victim_s),
-            E::File("link/through", b"x"),
-            // relative symlink climbing out, then write through it
-            E::Symlink("up", "../../.."),
-            E::File("up/through2", b"x"),
-            // hard link escapes
-            E::Hardlink("hl", "../victim/secret"),
-            E::Hardlink("hl2", &format!("{victim_s}/secret")),
-            E::Fifo("fifo"),
-        ]);
+        let notices = apply(
+            &root,
+            blobs.path(),
+            &[
+                E::File("../escape", b"x"),
+                E::File("/abs", b"abs"),
+                // symlink to an absolute host dir, then write through it
+                E::Symlink("link", &victim_s),
+                E::File("link/through", b"x"),
+                // relative symlink climbing out, then write through it
+                E::Symlink("up", "../../.."),
+                E::File("up/through2", b"x"),
+                // hard link escapes
+                E::Hardlink("hl", "../victim/secret"),
+                E::Hardlink("hl2", &format!("{victim_s}/secret")),
+                E::Fifo("fifo"),
+            ],
+        );
         // a later layer writes through the symlink planted earlier
-        apply(&root, blobs.path(), &[E::File("link/later", b"x"), E::File("up/x/y", b"x")]);
-        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0, "victim dir written");
+        apply(
+            &root,
+            blobs.path(),
+            &[E::File("link/later", b"x"), E::File("up/x/y", b"x")],
+        );
+        assert_eq!(
+            std::fs::read_dir(&victim).unwrap().count(),
+            0,
+            "victim dir written"
+        );
         assert!(!outer.path().join("escape").exists());
         assert!(!outer.path().join("through2").exists());
         // writes through symlinks landed inside the root, resolved as if root were /
-        assert!(root.join(victim.strip_prefix("/").unwrap()).join("through").exists());
+        assert!(
+            root.join(victim.strip_prefix("/").unwrap())
+                .join("through")
+                .exists()
+        );
         assert!(root.join("through2").exists());
         assert_eq!(std::fs::read(root.join("abs")).unwrap(), b"abs");
         let codes: Vec<&str> = notices.iter().map(|n| n.code.as_str()).collect();
         assert!(codes.contains(&notice_codes::SPECIAL_FILE_SKIPPED));
-        assert_eq!(codes.iter().filter(|c| **c == notice_codes::UNSAFE_PATH_SKIPPED).count(), 3, "{notices:?}");
+        assert_eq!(
+            codes
+                .iter()
+                .filter(|c| **c == notice_codes::UNSAFE_PATH_SKIPPED)
+                .count(),
+            3,
+            "{notices:?}"
+        );
     }
 
     #[test]
     fn replaces_across_types_and_links_hard() {
         let root = tempfile::tempdir().unwrap();
         let blobs = tempfile::tempdir().unwrap();
-        apply(root.path(), blobs.path(), &[
-            E::File("a", b"file"),
-            E::Dir("d/"),
-            E::File("d/x", b"x"),
-            E::Symlink("s", "/etc/passwd"),
-        ]);
-        apply(root.path(), blobs.path(), &[
-            E::Dir("a/"),
-            E::File("d", b"now a file"),
-            E::File("s", b"replaced the symlink"),
-            E::Hardlink("h", "s"),
-        ]);
-        assert_eq!(listing(root.path()), vec!["a/", "d=now a file", "h=replaced the symlink", "s=replaced the symlink"]);
+        apply(
+            root.path(),
+            blobs.path(),
+            &[
+                E::File("a", b"file"),
+                E::Dir("d/"),
+                E::File("d/x", b"x"),
+                E::Symlink("s", "/etc/passwd"),
+            ],
+        );
+        apply(
+            root.path(),
+            blobs.path(),
+            &[
+                E::Dir("a/"),
+                E::File("d", b"now a file"),
+                E::File("s", b"replaced the symlink"),
+                E::Hardlink("h", "s"),
+            ],
+        );
+        assert_eq!(
+            listing(root.path()),
+            vec![
+                "a/",
+                "d=now a file",
+                "h=replaced the symlink",
+                "s=replaced the symlink"
+            ]
+        );
     }
 }

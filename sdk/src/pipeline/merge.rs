@@ -58,7 +58,9 @@ mod tests {
     fn identical_findings_merge_their_platforms() {
         let amd: Platform = "linux/amd64".parse().unwrap();
         let arm: Platform = "linux/arm64/v8".parse().unwrap();
-        let f = |id: &str| Finding::new(FindingKind::Vulnerability, id, Severity::High).at_path("/lib/x");
+        let f = |id: &str| {
+            Finding::new(FindingKind::Vulnerability, id, Severity::High).at_path("/lib/x")
+        };
         let a = ScanFindings {
             findings: vec![f("CVE-1"), f("CVE-2")],
             notices: vec![Notice::new("n", "same")],
@@ -70,12 +72,19 @@ mod tests {
             ..Default::default()
         };
         let m = merge(vec![(a, Some(amd.clone())), (b, Some(arm.clone()))], true);
-        let got: Vec<(&str, Vec<Platform>)> = m.findings.iter().map(|f| (f.id.as_str(), f.platforms.clone())).collect();
-        assert_eq!(got, vec![
-            ("CVE-1", vec![amd.clone(), arm.clone()]),
-            ("CVE-2", vec![amd.clone()]),
-            ("CVE-3", vec![arm.clone()]),
-        ]);
+        let got: Vec<(&str, Vec<Platform>)> = m
+            .findings
+            .iter()
+            .map(|f| (f.id.as_str(), f.platforms.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("CVE-1", vec![amd.clone(), arm.clone()]),
+                ("CVE-2", vec![amd.clone()]),
+                ("CVE-3", vec![arm.clone()]),
+            ]
+        );
         assert_eq!(m.notices.len(), 1);
     }
 }

@@ -102,7 +102,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 

@@ -48,7 +48,8 @@ impl Progress {
         let last = self.last_reported.load(Ordering::Relaxed);
         if done >= last + STEP || done == self.bytes_total {
             self.last_reported.store(done, Ordering::Relaxed);
-            self.sink.report(self.event(Phase::Downloading, String::new()));
+            self.sink
+                .report(self.event(Phase::Downloading, String::new()));
         }
     }
 

@@ -20,8 +20,8 @@ use crate::image::cache::{self, BlobCache, BlobHandle};
 use crate::image::layer::{Budget, LayerCheck, LayerFailure, spawn_walk};
 use crate::image::layout::{LayoutImage, write_layout};
 use crate::image::manifest::{
-    Descriptor, DocKind, ImageConfig, LayerFormat, ManifestDoc, PlatformSpec, is_attestation,
-    is_image_config, layer_format, platform_matches, DOCKER_LIST, OCI_INDEX,
+    DOCKER_LIST, Descriptor, DocKind, ImageConfig, LayerFormat, ManifestDoc, OCI_INDEX,
+    PlatformSpec, is_attestation, is_image_config, layer_format, platform_matches,
 };
 use crate::image::reference::{Target, parse_digest};
 use crate::image::registry::Session;
@@ -79,7 +79,10 @@ impl Run<'_> {
 
     pub async fn go(self) -> Result<PipelineOutcome, Error> {
         let image = &self.target.image;
-        self.ctx.progress.report(ProgressEvent::phase(Phase::Resolving, format!("resolving {image}")));
+        self.ctx.progress.report(ProgressEvent::phase(
+            Phase::Resolving,
+            format!("resolving {image}"),
+        ));
         let reference = match (&image.digest, &image.tag) {
             (Some(d), _) => d.clone(),
             (None, Some(t)) => t.clone(),
@@ -96,7 +99,8 @@ impl Run<'_> {
         if is_index {
             let mut path = vec![digest.clone()];
             let mut seen = HashSet::new();
-            self.collect(&doc, 1, &mut path, &mut seen, &mut leaves).await?;
+            self.collect(&doc, 1, &mut path, &mut seen, &mut leaves)
+                .await?;
             if leaves.is_empty() {
                 return Err(match &self.platform {
                     Some(p) => Error::failed_precondition(format!(
@@ -121,7 +125,9 @@ impl Run<'_> {
             outcomes.push(self.scan_leaf(i, leaf).await?);
         }
         let platforms = outcomes.iter().filter_map(|(_, p)| p.clone()).collect();
-        self.ctx.progress.report(ProgressEvent::phase(Phase::Reporting, "merging results"));
+        self.ctx
+            .progress
+            .report(ProgressEvent::phase(Phase::Reporting, "merging results"));
         Ok(PipelineOutcome {
             image: ResolvedImage {
                 registry: image.registry.clone(),
@@ -151,7 +157,8 @@ impl Run<'_> {
                 if self.platform.is_some() && !leaves.is_empty() {
                     return Ok(());
                 }
-                let child_is_index = entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
+                let child_is_index =
+                    entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
                 if !child_is_index {
                     if is_attestation(entry) {
                         continue;
@@ -165,12 +172,17 @@ impl Run<'_> {
                 }
                 let (digest, size) = blob_digest(entry, "index entry")?;
                 if path.contains(&digest) {
-                    return Err(Error::invalid_argument(format!("index loop: {digest} contains itself")));
+                    return Err(Error::invalid_argument(format!(
+                        "index loop: {digest} contains itself"
+                    )));
                 }
                 if !child_is_index && !seen.insert(digest.clone()) {
                     continue;
                 }
-                if child_is_index && limits.max_index_depth > 0 && depth + 1 > limits.max_index_depth {
+                if child_is_index
+                    && limits.max_index_depth > 0
+                    && depth + 1 > limits.max_index_depth
+                {
                     return Err(Error::resource_exhausted(format!(
                         "indexes nested deeper than {} levels",
                         limits.max_index_depth
@@ -222,7 +234,13 @@ impl Run<'_> {
     }
 
     /// Starts downloading a blob through the cache (bounded parallelism, progress counted).
-    fn spawn_fetch(&self, digest: &str, size: u64, progress: &Arc<Progress>, limiter: &Arc<Semaphore>) -> Fetch {
+    fn spawn_fetch(
+        &self,
+        digest: &str,
+        size: u64,
+        progress: &Arc<Progress>,
+        limiter: &Arc<Semaphore>,
+    ) -> Fetch {
         let cache = self.cache.clone();
         let session = self.session.clone();
         let cancel = self.cancel.clone();
@@ -245,7 +263,9 @@ impl Run<'_> {
                             let prev = seen.swap(total, Ordering::Relaxed);
                             progress.downloaded(total.saturating_sub(prev));
                         };
-                        session.download_blob(&digest, size, &tmp, &cancel, &on_bytes).await
+                        session
+                            .download_blob(&digest, size, &tmp, &cancel, &on_bytes)
+                            .await
                     }
                 })
                 .await?;
@@ -258,14 +278,26 @@ impl Run<'_> {
     }
 
     /// Fetches one blob now.
-    async fn fetch_now(&self, digest: &str, size: u64, progress: &Arc<Progress>) -> Result<(BlobHandle, bool), Error> {
+    async fn fetch_now(
+        &self,
+        digest: &str,
+        size: u64,
+        progress: &Arc<Progress>,
+    ) -> Result<(BlobHandle, bool), Error> {
         let limiter = Arc::new(Semaphore::new(1));
-        self.spawn_fetch(digest, size, progress, &limiter).await.map_err(join_error)?
+        self.spawn_fetch(digest, size, progress, &limiter)
+            .await
+            .map_err(join_error)?
     }
 
     /// A cached blob, verified by re-hashing when it came from the cache (downloaded blobs were
     /// verified on the way in); a corrupt entry is downloaded again.
-    async fn fetch_verified(&self, digest: &str, size: u64, progress: &Arc<Progress>) -> Result<BlobHandle, Error> {
+    async fn fetch_verified(
+        &self,
+        digest: &str,
+        size: u64,
+        progress: &Arc<Progress>,
+    ) -> Result<BlobHandle, Error> {
         let (handle, fetched) = self.fetch_now(digest, size, progress).await?;
         if fetched || self.cache.verify(&handle).await? {
             return Ok(handle);
@@ -275,9 +307,16 @@ impl Run<'_> {
         Ok(self.fetch_now(digest, size, progress).await?.0)
     }
 
-    async fn scan_leaf(&self, n: usize, leaf: &Leaf) -> Result<(ScanFindings, Option<Platform>), Error> {
+    async fn scan_leaf(
+        &self,
+        n: usize,
+        leaf: &Leaf,
+    ) -> Result<(ScanFindings, Option<Platform>), Error> {
         let Some(config) = leaf.doc.config.as_ref() else {
-            return Err(Error::failed_precondition(format!("manifest {} has no config", leaf.digest)));
+            return Err(Error::failed_precondition(format!(
+                "manifest {} has no config",
+                leaf.digest
+            )));
         };
         let layers = leaf.doc.layers.clone().unwrap_or_default();
         let limits = *self.limits();
@@ -302,8 +341,14 @@ impl Run<'_> {
                 limits.max_manifest_bytes
             )));
         }
-        let quiet = Arc::new(Progress::new(crate::context::ProgressSink::disabled(), 0, 0));
-        let config_handle = self.fetch_verified(&config_digest, config_size, &quiet).await?;
+        let quiet = Arc::new(Progress::new(
+            crate::context::ProgressSink::disabled(),
+            0,
+            0,
+        ));
+        let config_handle = self
+            .fetch_verified(&config_digest, config_size, &quiet)
+            .await?;
         let config_bytes = tokio::fs::read(config_handle.path())
             .await
             .map_err(|e| Error::internal(format!("cannot read cached config: {e}")))?;
@@ -322,7 +367,10 @@ impl Run<'_> {
         let mut ctx = self.ctx.clone();
         ctx.platform = platform.clone();
         let findings = match self.scanner.input() {
-            Input::PerLayer => self.scan_layers(&layers, &cfg.rootfs.diff_ids, &ctx).await?,
+            Input::PerLayer => {
+                self.scan_layers(&layers, &cfg.rootfs.diff_ids, &ctx)
+                    .await?
+            }
             Input::WholeImage { rootfs } => {
                 let image = WholeImage {
                     n,
@@ -345,11 +393,17 @@ impl Run<'_> {
         let mut n = match layer_format(&layer.media_type) {
             LayerFormat::NonDistributable => Notice::new(
                 notice_codes::NON_DISTRIBUTABLE_LAYER,
-                format!("non-distributable layer ({}) not pulled and not scanned", layer.media_type),
+                format!(
+                    "non-distributable layer ({}) not pulled and not scanned",
+                    layer.media_type
+                ),
             ),
             LayerFormat::Unsupported => Notice::new(
                 notice_codes::UNSUPPORTED_MEDIA_TYPE,
-                format!("layer media type {:?} is not supported; layer not scanned", layer.media_type),
+                format!(
+                    "layer media type {:?} is not supported; layer not scanned",
+                    layer.media_type
+                ),
             ),
             _ => return None,
         };
@@ -357,7 +411,12 @@ impl Run<'_> {
         Some(n)
     }
 
-    async fn scan_layers(&self, layers: &[Descriptor], diff_ids: &[String], ctx: &ScanContext) -> Result<ScanFindings, Error> {
+    async fn scan_layers(
+        &self,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
         enum Plan {
             Skip(Notice),
             Cached(ScanFindings),
@@ -385,7 +444,11 @@ impl Run<'_> {
             keys.push(key);
             cached.push(hit);
         }
-        let progress = Arc::new(Progress::new(ctx.progress.clone(), to_download, layers.len()));
+        let progress = Arc::new(Progress::new(
+            ctx.progress.clone(),
+            to_download,
+            layers.len(),
+        ));
         let limiter = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let mut plans = Vec::new();
         for (layer, hit) in layers.iter().zip(cached) {
@@ -421,8 +484,15 @@ impl Run<'_> {
                 }
                 Plan::Scan(fetch) => {
                     let (handle, _) = fetch.await.map_err(join_error)??;
-                    progress.scanning(format!("scanning layer {} of {} ({})", i + 1, layers.len(), info.digest));
-                    let f = self.scan_one_layer(info, handle, &budget, &progress, ctx).await?;
+                    progress.scanning(format!(
+                        "scanning layer {} of {} ({})",
+                        i + 1,
+                        layers.len(),
+                        info.digest
+                    ));
+                    let f = self
+                        .scan_one_layer(info, handle, &budget, &progress, ctx)
+                        .await?;
                     if f.documents.is_empty() {
                         cache::store_result(&results, &keys[i], &f).await;
                     }
@@ -501,7 +571,11 @@ impl Run<'_> {
         }
     }
 
-    async fn scan_whole(&self, image: WholeImage<'_>, ctx: &ScanContext) -> Result<ScanFindings, Error> {
+    async fn scan_whole(
+        &self,
+        image: WholeImage<'_>,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
         let mut notices = Vec::new();
         let mut to_download = 0u64;
         let mut wanted = Vec::new();
@@ -514,7 +588,11 @@ impl Run<'_> {
             to_download += size;
             wanted.push((i, digest, size));
         }
-        let progress = Arc::new(Progress::new(ctx.progress.clone(), to_download, image.layers.len()));
+        let progress = Arc::new(Progress::new(
+            ctx.progress.clone(),
+            to_download,
+            image.layers.len(),
+        ));
         let limiter = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let fetches: Vec<Fetch> = wanted
             .iter()
@@ -528,11 +606,16 @@ impl Run<'_> {
         let base = self.scratch.path().join(image.n.to_string());
         let rootfs = if image.rootfs {
             let root = base.join("rootfs");
-            std::fs::create_dir_all(&root)
-                .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", root.display())))?;
+            std::fs::create_dir_all(&root).map_err(|e| {
+                Error::resource_exhausted(format!("cannot create {}: {e}", root.display()))
+            })?;
             let budget = Budget::new(*self.limits());
             for (i, digest, size, handle, _) in &mut handles {
-                progress.scanning(format!("unpacking layer {} of {}", *i + 1, image.layers.len()));
+                progress.scanning(format!(
+                    "unpacking layer {} of {}",
+                    *i + 1,
+                    image.layers.len()
+                ));
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
@@ -550,7 +633,11 @@ impl Run<'_> {
                             notices.append(&mut n);
                             break;
                         }
-                        Err(f) if f.cache_suspect && attempt == 1 && !self.cache.verify(handle).await? => {
+                        Err(f)
+                            if f.cache_suspect
+                                && attempt == 1
+                                && !self.cache.verify(handle).await? =>
+                        {
                             self.cache.invalidate(digest);
                             budget.rewind(checkpoint);
                             *handle = self.fetch_now(digest, *size, &progress).await?.0;
@@ -571,9 +658,15 @@ impl Run<'_> {
             None
         };
         let layout_dir = base.join("layout");
-        let layout_ref = self.target.image.tag.clone().unwrap_or_else(|| "latest".to_string());
+        let layout_ref = self
+            .target
+            .image
+            .tag
+            .clone()
+            .unwrap_or_else(|| "latest".to_string());
         {
-            let mut blobs: Vec<(&str, &Path)> = vec![(image.config_digest, image.config_handle.path())];
+            let mut blobs: Vec<(&str, &Path)> =
+                vec![(image.config_digest, image.config_handle.path())];
             for (_, digest, _, handle, _) in &handles {
                 blobs.push((digest.as_str(), handle.path()));
             }
@@ -640,7 +733,11 @@ impl Run<'_> {
         .map_err(|e| Error::internal(format!("unpack thread failed: {e}")))
     }
 
-    async fn scan_artifact(&self, leaf: &Leaf, blobs: &[Descriptor]) -> Result<ScanFindings, Error> {
+    async fn scan_artifact(
+        &self,
+        leaf: &Leaf,
+        blobs: &[Descriptor],
+    ) -> Result<ScanFindings, Error> {
         let total: u64 = blobs.iter().map(|b| b.size.max(0) as u64).sum();
         let progress = Arc::new(Progress::new(self.ctx.progress.clone(), total, blobs.len()));
         let mut out = ScanFindings::default();
@@ -654,11 +751,19 @@ impl Run<'_> {
                 digest: digest.clone(),
                 media_type: desc.media_type.clone(),
                 size,
-                title: desc.annotation("org.opencontainers.image.title").map(str::to_string),
+                title: desc
+                    .annotation("org.opencontainers.image.title")
+                    .map(str::to_string),
                 body: Box::pin(file),
             };
-            progress.scanning(format!("scanning artifact blob {digest} of {}", leaf.digest));
-            let mut f = self.scanner.scan_artifact_blob(&mut blob, &self.ctx).await?;
+            progress.scanning(format!(
+                "scanning artifact blob {digest} of {}",
+                leaf.digest
+            ));
+            let mut f = self
+                .scanner
+                .scan_artifact_blob(&mut blob, &self.ctx)
+                .await?;
             for finding in &mut f.findings {
                 if finding.layer_digest.is_empty() {
                     finding.layer_digest = digest.clone();
