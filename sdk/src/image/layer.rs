@@ -681,7 +681,7 @@ impl AsyncRead for Body {
                 Msg::Failed(f) => {
                     let msg = f.error.to_string();
                     s.in_body = false;
-                    s.pending = Some(Msg::Failed(f));
+                    s.finished = Some(Err(f));
                     return Poll::Ready(Err(io::Error::other(msg)));
                 }
                 other => {
