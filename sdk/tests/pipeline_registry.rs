@@ -76,17 +76,19 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry missing: apt-get install -y docker-registry");
+        let registry = Self {
+            child,
+            port,
+            dir,
+            auth,
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self {
-                    child,
-                    port,
-                    dir,
-                    auth,
-                };
+                return registry;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        drop(registry);
         panic!("docker-registry did not start on port {port}");
     }
 
@@ -254,13 +256,16 @@ async fn push_image(
 // test scanners
 // ------------------------------------------------------------------------------------------
 
+/// What `scan_image` saw: layout dir, layout ref, rootfs listing, whether index.json existed.
+type Seen = (PathBuf, String, Vec<String>, bool);
+
 /// Reports every file containing `KEY` as a secret; records what it saw.
 struct Recorder {
     input: Input,
     engine: Mutex<String>,
     layer_calls: AtomicU32,
     seen: Mutex<Vec<String>>,
-    image_seen: Mutex<Option<(PathBuf, String, Vec<String>, bool)>>,
+    image_seen: Mutex<Option<Seen>>,
 }
 
 impl Recorder {
