@@ -802,3 +802,101 @@ async fn dropping_the_scan_removes_scratch_and_limits_stop_bombs() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
     assert!(scratch_is_empty(dir.path()));
 }
+
+/// Listing with file contents, for comparing two root filesystems.
+fn tree_with_content(root: &Path) -> Vec<String> {
+    list_tree(root)
+        .into_iter()
+        .map(|p| {
+            if p.contains(" -> ") || p.ends_with('/') {
+                return p;
+            }
+            let f = root.join(p.trim_start_matches('/'));
+            let m = std::fs::symlink_metadata(&f).unwrap();
+            if m.is_file() {
+                format!("{p}={}", String::from_utf8_lossy(&std::fs::read(&f).unwrap()))
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rootfs_matches_umoci_unpack() {
+    let reg = Registry::start(None);
+    push_image(&reg, "wh", "1", &[
+        vec![
+            E::Dir("etc/"),
+            E::File("etc/passwd", b"root"),
+            E::File("etc/shadow", b"secret"),
+            E::Dir("opt/"),
+            E::Dir("opt/app/"),
+            E::File("opt/app/old.txt", b"old"),
+            E::Dir("opt/app/sub/"),
+            E::File("opt/app/sub/deep", b"deep"),
+            E::Dir("usr/"),
+            E::Dir("usr/lib/"),
+            E::File("usr/lib/libx.so", b"x1"),
+            E::Symlink("lib", "usr/lib"),
+            E::Dir("gone/"),
+            E::File("gone/f", b"f"),
+        ],
+        vec![
+            E::File("etc/.wh.shadow", b""),
+            E::File("opt/app/.wh..wh..opq", b""),
+            E::File("opt/app/new.txt", b"new"),
+            E::File(".wh.gone", b""),
+            E::File("etc/passwd", b"root2"),
+            E::Symlink("etc/link", "../usr/lib/libx.so"),
+        ],
+        vec![E::File("usr/lib/liby.so", b"y"), E::Dir("gone/"), E::File("gone/again", b"a")],
+    ], "amd64")
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // the reference: skopeo copy to an OCI layout, then umoci unpack
+    let layout = dir.path().join("layout");
+    let status = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/wh:1", reg.host()))
+        .arg(format!("oci:{}:1", layout.display()))
+        .stdout(Stdio::null())
+        .status()
+        .expect("skopeo missing: apt-get install -y skopeo");
+    assert!(status.success());
+    let bundle = dir.path().join("bundle");
+    let status = Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:1", layout.display()))
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .status()
+        .expect("umoci missing: apt-get install -y umoci");
+    assert!(status.success());
+    let expected = tree_with_content(&bundle.join("rootfs"));
+    // ours
+    let p = pipeline(dir.path());
+    let rec = Recorder::new(Input::WholeImage { rootfs: true });
+    struct Keep(Arc<Recorder>, PathBuf);
+    #[async_trait]
+    impl Scanner for Keep {
+        fn info(&self) -> ScannerInfo {
+            self.0.info()
+        }
+        fn input(&self) -> Input {
+            Input::WholeImage { rootfs: true }
+        }
+        async fn scan_image(&self, image: &ImageInput, _: &ScanContext) -> Result<ScanFindings, Error> {
+            let root = image.rootfs.clone().unwrap();
+            let status = Command::new("cp").arg("-a").arg(&root).arg(&self.1).status().unwrap();
+            assert!(status.success());
+            Ok(ScanFindings::default())
+        }
+    }
+    let copy = dir.path().join("ours");
+    let scanner: Arc<dyn Scanner> = Arc::new(Keep(rec, copy.clone()));
+    p.scan(&scanner, &job(&reg, "wh:1"), &ctx()).await.unwrap();
+    let ours = tree_with_content(&copy);
+    assert_eq!(ours, expected);
+    assert!(ours.contains(&"/etc/passwd=root2".to_string()), "{ours:?}");
+}
