@@ -814,7 +814,10 @@ fn tree_with_content(root: &Path) -> Vec<String> {
             let f = root.join(p.trim_start_matches('/'));
             let m = std::fs::symlink_metadata(&f).unwrap();
             if m.is_file() {
-                format!("{p}={}", String::from_utf8_lossy(&std::fs::read(&f).unwrap()))
+                format!(
+                    "{p}={}",
+                    String::from_utf8_lossy(&std::fs::read(&f).unwrap())
+                )
             } else {
                 p
             }
@@ -825,33 +828,43 @@ fn tree_with_content(root: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rootfs_matches_umoci_unpack() {
     let reg = Registry::start(None);
-    push_image(&reg, "wh", "1", &[
-        vec![
-            E::Dir("etc/"),
-            E::File("etc/passwd", b"root"),
-            E::File("etc/shadow", b"secret"),
-            E::Dir("opt/"),
-            E::Dir("opt/app/"),
-            E::File("opt/app/old.txt", b"old"),
-            E::Dir("opt/app/sub/"),
-            E::File("opt/app/sub/deep", b"deep"),
-            E::Dir("usr/"),
-            E::Dir("usr/lib/"),
-            E::File("usr/lib/libx.so", b"x1"),
-            E::Symlink("lib", "usr/lib"),
-            E::Dir("gone/"),
-            E::File("gone/f", b"f"),
+    push_image(
+        &reg,
+        "wh",
+        "1",
+        &[
+            vec![
+                E::Dir("etc/"),
+                E::File("etc/passwd", b"root"),
+                E::File("etc/shadow", b"secret"),
+                E::Dir("opt/"),
+                E::Dir("opt/app/"),
+                E::File("opt/app/old.txt", b"old"),
+                E::Dir("opt/app/sub/"),
+                E::File("opt/app/sub/deep", b"deep"),
+                E::Dir("usr/"),
+                E::Dir("usr/lib/"),
+                E::File("usr/lib/libx.so", b"x1"),
+                E::Symlink("lib", "usr/lib"),
+                E::Dir("gone/"),
+                E::File("gone/f", b"f"),
+            ],
+            vec![
+                E::File("etc/.wh.shadow", b""),
+                E::File("opt/app/.wh..wh..opq", b""),
+                E::File("opt/app/new.txt", b"new"),
+                E::File(".wh.gone", b""),
+                E::File("etc/passwd", b"root2"),
+                E::Symlink("etc/link", "../usr/lib/libx.so"),
+            ],
+            vec![
+                E::File("usr/lib/liby.so", b"y"),
+                E::Dir("gone/"),
+                E::File("gone/again", b"a"),
+            ],
         ],
-        vec![
-            E::File("etc/.wh.shadow", b""),
-            E::File("opt/app/.wh..wh..opq", b""),
-            E::File("opt/app/new.txt", b"new"),
-            E::File(".wh.gone", b""),
-            E::File("etc/passwd", b"root2"),
-            E::Symlink("etc/link", "../usr/lib/libx.so"),
-        ],
-        vec![E::File("usr/lib/liby.so", b"y"), E::Dir("gone/"), E::File("gone/again", b"a")],
-    ], "amd64")
+        "amd64",
+    )
     .await;
     let dir = tempfile::tempdir().unwrap();
     // the reference: skopeo copy to an OCI layout, then umoci unpack
@@ -886,9 +899,18 @@ async fn rootfs_matches_umoci_unpack() {
         fn input(&self) -> Input {
             Input::WholeImage { rootfs: true }
         }
-        async fn scan_image(&self, image: &ImageInput, _: &ScanContext) -> Result<ScanFindings, Error> {
+        async fn scan_image(
+            &self,
+            image: &ImageInput,
+            _: &ScanContext,
+        ) -> Result<ScanFindings, Error> {
             let root = image.rootfs.clone().unwrap();
-            let status = Command::new("cp").arg("-a").arg(&root).arg(&self.1).status().unwrap();
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(&root)
+                .arg(&self.1)
+                .status()
+                .unwrap();
             assert!(status.success());
             Ok(ScanFindings::default())
         }

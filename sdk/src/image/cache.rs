@@ -6,15 +6,22 @@
 //!
 //! - **One download per blob at a time.** A per-digest async lock: concurrent scans needing the
 //!   same blob wait for the first download and then share the file.
-//! - **Size cap with LRU eviction.** Every use stamps the file's mtime (and an in-memory clock);
-//!   past `cache_max_bytes` the least recently used blobs not in use by a running scan are
-//!   deleted. A blob in use is never deleted, so a single image larger than the cap still scans.
-//! - **Survives restarts.** On start the directory is rescanned (size and mtime give the LRU
-//!   order); leftover temp files are deleted.
-//! - **Corruption.** Content is verified when downloaded. On a hit the size is checked (cheap;
-//!   catches truncation); every reader then hashes what it reads (layer walks and unpacks hash the
-//!   compressed bytes on the fly) or calls [`BlobCache::verify`] first (layouts, artifact blobs,
-//!   configs). A mismatch invalidates the entry and the pipeline downloads it again.
+//! - **Size cap with LRU eviction.** Every use advances an in-memory clock; past
+//!   `cache_max_bytes` the least recently used blobs not in use by a running scan are deleted. A
+//!   blob in use is never deleted, so a single image larger than the cap still scans.
+//! - **Survives restarts.** On start the directory is rescanned (size, and mtime = insertion
+//!   time as the initial LRU order); leftover temp files are deleted. (Files are never touched
+//!   after insertion, so their ctime keeps meaning "content unchanged", see below.)
+//! - **Corruption, cheaply.** Content is hashed when downloaded. Then a *stamp* (inode, size,
+//!   mtime, ctime) is written to `<cache_dir>/stamps/<hex>`. On a hit the size is checked, and
+//!   [`BlobCache::verify`] compares the stamp: any write to the file changes its ctime (which user
+//!   space cannot set back), so an unchanged stamp means unchanged content and no re-hash; a
+//!   changed or missing stamp means a full re-hash, and a mismatch invalidates the entry so the
+//!   pipeline downloads it again. On top of that, every streaming reader (layer walks, rootfs
+//!   unpacks) hashes the compressed bytes it reads and checks them at the end. Known limit: a
+//!   change that keeps inode, size and both timestamps (raw-device bit rot, or a write within the
+//!   same coarse clock tick as the insertion) is only caught by those streaming checks, not
+//!   before a whole-image scanner reads a layout blob.
 //!
 //! The result cache stores a per-layer scanner's [`ScanFindings`] as JSON under
 //! `<cache_dir>/results/<sha256 of (scanner, version, engine version, layer digest)>.json`.
@@ -52,6 +59,7 @@ pub(crate) struct BlobCache {
     blobs: PathBuf,
     tmp: PathBuf,
     results: PathBuf,
+    stamps: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
 }
@@ -95,7 +103,8 @@ impl BlobCache {
         let blobs = dir.join("blobs").join("sha256");
         let tmp = dir.join("tmp");
         let results = dir.join("results");
-        for d in [&blobs, &tmp, &results] {
+        let stamps = dir.join("stamps");
+        for d in [&blobs, &tmp, &results, &stamps] {
             std::fs::create_dir_all(d).map_err(|e| {
                 Error::failed_precondition(format!("cannot create cache dir {}: {e}", d.display()))
             })?;
@@ -143,6 +152,7 @@ impl BlobCache {
             blobs,
             tmp,
             results,
+            stamps,
             max_bytes,
             state: Mutex::new(state),
         });
@@ -185,6 +195,7 @@ impl BlobCache {
                 state.total -= e.size;
             }
             let _ = std::fs::remove_file(self.blobs.join(&victim));
+            let _ = std::fs::remove_file(self.stamps.join(&victim));
             tracing::debug!(blob = %victim, "evicted from blob cache");
         }
     }
@@ -232,6 +243,7 @@ impl BlobCache {
             let _ = std::fs::remove_file(&tmp);
             return Err(io_err("cannot move blob into the cache at", &path, e));
         }
+        self.write_stamp(&hex, &path);
         let mut state = self.lock();
         state.clock += 1;
         let last_use = state.clock;
@@ -280,9 +292,6 @@ impl BlobCache {
             entry.pins += 1;
         }
         drop(state);
-        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(SystemTime::now());
-        }
         Some(BlobHandle {
             cache: Arc::clone(self),
             hex: hex.to_string(),
@@ -290,12 +299,29 @@ impl BlobCache {
         })
     }
 
-    /// Re-hashes a cached blob (on a blocking thread). False means corrupt.
-    pub async fn verify(&self, handle: &BlobHandle) -> Result<bool, Error> {
+    fn write_stamp(&self, hex: &str, path: &Path) {
+        if let Some(stamp) = stamp_of(path) {
+            let _ = std::fs::write(self.stamps.join(hex), stamp);
+        }
+    }
+
+    /// Checks a cached blob: an unchanged stamp passes without reading the file (unless
+    /// `force`); otherwise the file is re-hashed on a blocking thread. False means corrupt.
+    pub async fn verify(&self, handle: &BlobHandle, force: bool) -> Result<bool, Error> {
         let path = handle.path.clone();
         let hex = handle.hex.clone();
+        let stamp_path = self.stamps.join(&hex);
         tokio::task::spawn_blocking(move || -> Result<bool, Error> {
-            Ok(sha256_file(&path).map_err(|e| io_err("cannot read cached blob", &path, e))? == hex)
+            let before = stamp_of(&path);
+            if !force && before.is_some() && std::fs::read_to_string(&stamp_path).ok() == before {
+                return Ok(true);
+            }
+            let ok =
+                sha256_file(&path).map_err(|e| io_err("cannot read cached blob", &path, e))? == hex;
+            if ok && let Some(stamp) = before {
+                let _ = std::fs::write(&stamp_path, stamp);
+            }
+            Ok(ok)
         })
         .await
         .map_err(|e| Error::internal(format!("hash thread failed: {e}")))?
@@ -310,6 +336,7 @@ impl BlobCache {
             state.total -= e.size;
         }
         let _ = std::fs::remove_file(self.blobs.join(hex));
+        let _ = std::fs::remove_file(self.stamps.join(hex));
         tracing::warn!(blob = %hex, "cached blob is corrupt; it will be downloaded again");
     }
 
@@ -317,6 +344,21 @@ impl BlobCache {
     pub fn results_dir(&self) -> &Path {
         &self.results
     }
+}
+
+/// `ino size mtime_ns ctime_ns` of a file: changes whenever its content is written.
+fn stamp_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{} {} {}.{:09} {}.{:09}",
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
 }
 
 /// sha256 hex of a file.
@@ -468,10 +510,13 @@ mod tests {
         let data: &'static [u8] = b"the real content";
         let d = digest_of(data);
         let h = put(&cache, data).await;
-        assert!(cache.verify(&h).await.unwrap());
-        // same size, different bytes: verify catches it
+        assert!(cache.verify(&h, false).await.unwrap());
+        assert!(cache.verify(&h, true).await.unwrap());
+        // same size, different bytes: the stamp (ctime) changes, verify re-hashes and catches it
+        // (wait out the coarse timestamp tick of the insertion, see the module docs)
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(h.path(), b"the fake content").unwrap();
-        assert!(!cache.verify(&h).await.unwrap());
+        assert!(!cache.verify(&h, false).await.unwrap());
         cache.invalidate(&d);
         drop(h);
         let h = put(&cache, data).await;

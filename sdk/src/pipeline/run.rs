@@ -299,7 +299,7 @@ impl Run<'_> {
         progress: &Arc<Progress>,
     ) -> Result<BlobHandle, Error> {
         let (handle, fetched) = self.fetch_now(digest, size, progress).await?;
-        if fetched || self.cache.verify(&handle).await? {
+        if fetched || self.cache.verify(&handle, false).await? {
             return Ok(handle);
         }
         self.cache.invalidate(digest);
@@ -558,7 +558,7 @@ impl Run<'_> {
                     return Ok(f);
                 }
                 Err(f) if f.cache_suspect && attempt == 1 => {
-                    if self.cache.verify(&handle).await? {
+                    if self.cache.verify(&handle, true).await? {
                         return Err(f.error);
                     }
                     self.cache.invalidate(&info.digest);
@@ -636,7 +636,7 @@ impl Run<'_> {
                         Err(f)
                             if f.cache_suspect
                                 && attempt == 1
-                                && !self.cache.verify(handle).await? =>
+                                && !self.cache.verify(handle, true).await? =>
                         {
                             self.cache.invalidate(digest);
                             budget.rewind(checkpoint);
@@ -650,7 +650,7 @@ impl Run<'_> {
             Some(root)
         } else {
             for (_, digest, size, handle, fetched) in &mut handles {
-                if !*fetched && !self.cache.verify(handle).await? {
+                if !*fetched && !self.cache.verify(handle, false).await? {
                     self.cache.invalidate(digest);
                     *handle = self.fetch_now(digest, *size, &progress).await?.0;
                 }
