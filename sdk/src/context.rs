@@ -44,6 +44,15 @@ impl ScanContext {
         &self.scratch_dir
     }
 
+    /// A copy of this context whose scratch directory is `dir` (the pipeline's per-scan
+    /// directory).
+    pub(crate) fn with_scratch_dir(&self, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            scratch_dir: dir.into(),
+            ..self.clone()
+        }
+    }
+
     /// Whether the report type `mime` (any spelling) was requested.
     pub fn wants_report(&self, mime: &str) -> bool {
         self.report_types

@@ -128,12 +128,7 @@ pub fn platform_from_proto(
     if p.os.is_empty() && p.architecture.is_empty() && p.variant.is_empty() {
         return Ok(None);
     }
-    let text = if p.variant.is_empty() {
-        format!("{}/{}", p.os, p.architecture)
-    } else {
-        format!("{}/{}/{}", p.os, p.architecture, p.variant)
-    };
-    text.parse().map(Some)
+    Platform::from_parts(&p.os, &p.architecture, &p.variant).map(Some)
 }
 
 #[cfg(test)]

@@ -116,12 +116,35 @@ impl From<Error> for tonic::Status {
     }
 }
 
+/// Reading an [`crate::Entry`] or [`crate::ArtifactBlob`] fails with an `io::Error` that carries
+/// the SDK's [`Error`] (a limit, a digest mismatch, cancellation); this recovers it, so `?` on a
+/// read keeps the right status code. Any other I/O error is INTERNAL.
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        match err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
+            Some(carried) => carried.clone(),
+            None => Error::internal(format!("I/O error: {err}")),
+        }
+    }
+}
+
 /// A `Result` with the SDK's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_carrying_an_sdk_error_keep_its_code() {
+        let carried = std::io::Error::other(Error::data_loss("diff_id mismatch"));
+        assert_eq!(Error::from(carried), Error::data_loss("diff_id mismatch"));
+        let plain = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe");
+        assert_eq!(Error::from(plain).code(), Code::Internal);
+    }
 
     #[test]
     fn every_variant_maps_to_its_documented_code() {

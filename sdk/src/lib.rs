@@ -20,6 +20,7 @@
 //!             capabilities: vec![Capability {
 //!                 kind: "vulnerability".into(),
 //!                 produces: vec![mime::VULNERABILITY_REPORT.into()],
+//!                 ..Capability::default()
 //!             }],
 //!         }
 //!     }
@@ -40,6 +41,7 @@
 pub mod context;
 pub mod convert;
 pub mod error;
+mod image;
 pub mod input;
 pub mod limits;
 pub mod model;

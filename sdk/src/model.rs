@@ -7,10 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 
 /// Severity on Harbor's scale, ordered from least to most severe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Severity {
     /// The source gave no usable severity.
     #[default]
@@ -74,7 +78,9 @@ impl FromStr for Severity {
 }
 
 /// What sort of problem a finding is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum FindingKind {
     /// A known vulnerability in a package.
     #[default]
@@ -90,7 +96,7 @@ pub enum FindingKind {
 }
 
 /// CVSS data from one source.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cvss {
     /// CVSS v2 vector.
     pub v2_vector: String,
@@ -110,7 +116,7 @@ pub struct Cvss {
 ///
 /// Build one with [`Finding::new`] and fill the fields that apply; the SDK fills `layer_digest`,
 /// `layer_diff_id` and `platforms` when the plugin leaves them empty.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// What sort of finding.
     pub kind: FindingKind,
@@ -178,7 +184,7 @@ impl Finding {
 
 /// Something that was not scanned, or only in part. Notices keep unscanned content from passing as
 /// clean.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Notice {
     /// Machine-readable reason, e.g. `file-too-large` (see [`notice_codes`]).
     pub code: String,
@@ -224,7 +230,7 @@ pub mod notice_codes {
 }
 
 /// An OCI platform.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Platform {
     /// Operating system, e.g. `linux`.
     pub os: String,
@@ -244,28 +250,38 @@ impl fmt::Display for Platform {
     }
 }
 
-impl FromStr for Platform {
-    type Err = Error;
-
-    /// Parses `os/arch[/variant]`.
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let parts: Vec<&str> = s.split('/').collect();
+impl Platform {
+    /// A platform from its parts, each validated: os and architecture required, variant
+    /// optional; letters, digits, `_`, `-` and `.` only. INVALID_ARGUMENT otherwise.
+    pub fn from_parts(os: &str, architecture: &str, variant: &str) -> Result<Self, Error> {
         let valid = |p: &str| {
             !p.is_empty()
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
         };
-        match parts.as_slice() {
-            [os, arch] if valid(os) && valid(arch) => Ok(Platform {
-                os: (*os).into(),
-                architecture: (*arch).into(),
-                variant: String::new(),
-            }),
-            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
-                os: (*os).into(),
-                architecture: (*arch).into(),
-                variant: (*variant).into(),
-            }),
+        if valid(os) && valid(architecture) && (variant.is_empty() || valid(variant)) {
+            Ok(Platform {
+                os: os.into(),
+                architecture: architecture.into(),
+                variant: variant.into(),
+            })
+        } else {
+            Err(Error::invalid_argument(format!(
+                "invalid platform os={os:?} architecture={architecture:?} variant={variant:?}: \
+                 expected os/architecture[/variant], e.g. linux/arm64/v8"
+            )))
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = Error;
+
+    /// Parses `os/arch[/variant]`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.split('/').collect::<Vec<_>>().as_slice() {
+            [os, arch] => Platform::from_parts(os, arch, ""),
+            [os, arch, variant] if !variant.is_empty() => Platform::from_parts(os, arch, variant),
             _ => Err(Error::invalid_argument(format!(
                 "invalid platform {s:?}: expected os/architecture[/variant], e.g. linux/arm64/v8"
             ))),
@@ -283,7 +299,7 @@ pub struct ReportDocument {
 }
 
 /// What a plugin found in one layer, blob or image.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanFindings {
     /// Findings of every kind.
     pub findings: Vec<Finding>,
@@ -292,6 +308,7 @@ pub struct ScanFindings {
     /// Documents the plugin rendered itself, keyed by requested report MIME type (normalised with
     /// [`sidescan_proto::mime::normalize`]). A failed document is an `Err`, which fails that report
     /// type only.
+    #[serde(skip)]
     pub documents: BTreeMap<String, Result<ReportDocument, Error>>,
 }
 

@@ -1,14 +1,38 @@
 //! The image pipeline: resolve a reference, pull and verify manifests and blobs through the blob
 //! cache, and feed the plugin layers, a whole image or artifact blobs.
+//!
+//! One scan ([`Pipeline::scan`]):
+//!
+//! ```text
+//! validate (reference, registry url, authorization, allowlist: no network)
+//!  -> per-scan scratch dir (removed on success, error, cancellation, panic)
+//!  -> resolve: manifest or index (size, depth, loop checks; platform selection)
+//!  -> per image: config (verified) -> layers:
+//!       PerLayer:   result cache? else blob cache? else download+verify -> stream entries
+//!                   (diff_id checked at the end of each layer) -> plugin -> result cache
+//!       WholeImage: download+verify all -> [rootfs unpack] -> OCI layout -> plugin
+//!     non-image artifact: each blob -> plugin's scan_artifact_blob
+//!  -> merge over platforms (dedupe, `platforms` per finding)
+//! ```
+//!
+//! The building blocks live in `crate::image` (private); this module is the public face.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::context::ScanContext;
 use crate::error::Error;
+use crate::image::auth::parse_authorization;
+use crate::image::cache::BlobCache;
+use crate::image::reference::{Target, normalize_host, resolve_target};
+use crate::image::registry::ClientPool;
 use crate::limits::Limits;
 use crate::model::{Platform, ScanFindings};
 use crate::plugin::Scanner;
+
+mod merge;
+mod progress;
+mod run;
 
 /// Settings of the image pipeline, from the SDK's flags.
 #[derive(Debug, Clone)]
@@ -69,21 +93,43 @@ pub struct PipelineOutcome {
 }
 
 /// The image pipeline shared by all scans of one server.
-#[derive(Debug)]
 pub struct Pipeline {
     options: PipelineOptions,
+    allowed: Vec<String>,
+    cache: Arc<BlobCache>,
+    clients: ClientPool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
-    /// A pipeline with `options`; creates the cache directory.
+    /// A pipeline with `options`; creates the cache and scratch directories and rescans the blob
+    /// cache. A malformed `allowed_registries` entry is INVALID_ARGUMENT.
     pub fn new(options: PipelineOptions) -> Result<Self, Error> {
-        std::fs::create_dir_all(&options.cache_dir).map_err(|e| {
+        let cache = BlobCache::open(&options.cache_dir, options.cache_max_bytes)?;
+        std::fs::create_dir_all(&options.scratch_root).map_err(|e| {
             Error::failed_precondition(format!(
-                "cannot create cache dir {}: {e}",
-                options.cache_dir.display()
+                "cannot create scratch dir {}: {e}",
+                options.scratch_root.display()
             ))
         })?;
-        Ok(Self { options })
+        let allowed = options
+            .allowed_registries
+            .iter()
+            .map(|r| normalize_host(r.trim(), "allowed_registries"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            options,
+            allowed,
+            cache,
+            clients: ClientPool::default(),
+        })
     }
 
     /// The options the pipeline runs with.
@@ -91,24 +137,77 @@ impl Pipeline {
         &self.options
     }
 
+    /// Bytes currently held by the blob cache.
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.total_bytes()
+    }
+
     /// Validates a job before it takes a scan slot: reference, digest and platform syntax, the
-    /// registry URL and the allowlist. Errors are INVALID_ARGUMENT (or PERMISSION_DENIED for a
-    /// registry outside the allowlist).
+    /// registry URL, the authorization value and the allowlist. Errors are INVALID_ARGUMENT (or
+    /// PERMISSION_DENIED for a registry outside the allowlist). No network access.
     pub fn validate(&self, job: &ScanJob) -> Result<(), Error> {
-        if job.image.trim().is_empty() {
-            return Err(Error::invalid_argument("image reference is empty"));
+        self.target(job).map(|_| ())
+    }
+
+    fn target(&self, job: &ScanJob) -> Result<Target, Error> {
+        let target = resolve_target(&job.image, &job.registry_url, job.insecure)?;
+        parse_authorization(&job.authorization)?;
+        if !self.allowed.is_empty() && !self.allowed.contains(&target.image.registry) {
+            return Err(Error::PermissionDenied(format!(
+                "registry {} is not in this plugin's allowed registries",
+                target.image.registry
+            )));
         }
-        Ok(())
+        Ok(target)
     }
 
     /// Runs one scan: resolve, pull, verify, feed `scanner`, merge.
+    ///
+    /// The plugin gets a copy of `ctx` whose [`ScanContext::scratch_dir`] is a fresh directory
+    /// under `scratch_root`, removed when the scan ends however it ends (dropping the future
+    /// included), and whose `cancel` token is also cancelled when the future is dropped.
     pub async fn scan(
         &self,
         scanner: &Arc<dyn Scanner>,
         job: &ScanJob,
         ctx: &ScanContext,
     ) -> Result<PipelineOutcome, Error> {
-        let _ = (scanner, job, ctx);
-        Err(Error::internal("image pipeline not wired yet"))
+        let target = self.target(job)?;
+        let creds = parse_authorization(&job.authorization)?;
+        let session = Arc::new(self.clients.session(&target, &creds));
+        let scratch = Arc::new(
+            tempfile::Builder::new()
+                .prefix("scan-")
+                .tempdir_in(&self.options.scratch_root)
+                .map_err(|e| {
+                    Error::resource_exhausted(format!(
+                        "cannot create a scratch dir under {}: {e}",
+                        self.options.scratch_root.display()
+                    ))
+                })?,
+        );
+        let cancel = ctx.cancel.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let mut scan_ctx = ctx.with_scratch_dir(scratch.path());
+        scan_ctx.cancel = cancel.clone();
+        let run = run::Run {
+            options: &self.options,
+            cache: self.cache.clone(),
+            session,
+            scanner: scanner.clone(),
+            target,
+            platform: job.platform.clone(),
+            ctx: scan_ctx,
+            scratch,
+            cancel,
+        };
+        let result = run.go().await;
+        match result {
+            Err(e) if ctx.cancel.is_cancelled() && !matches!(e, Error::Cancelled(_)) => {
+                tracing::debug!(error = %e, "scan failed after cancellation");
+                Err(Error::Cancelled("scan cancelled".into()))
+            }
+            other => other,
+        }
     }
 }

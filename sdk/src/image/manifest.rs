@@ -1,0 +1,341 @@
+//! Manifest, index and image-config documents (OCI and Docker schema 2), media types, and
+//! platform matching. Only the fields the pipeline needs are parsed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::model::Platform;
+
+/// OCI image manifest.
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker schema 2 manifest.
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Media types accepted when pulling a manifest.
+pub(crate) const ACCEPTED: &[&str] = &[OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
+
+/// OCI image config.
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+pub(crate) const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// How a layer blob is compressed, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerFormat {
+    /// Plain tar.
+    Tar,
+    /// gzip-compressed tar (possibly several members).
+    Gzip,
+    /// zstd-compressed tar.
+    Zstd,
+    /// Foreign / non-distributable: not pulled.
+    NonDistributable,
+    /// Not a layer the SDK can read.
+    Unsupported,
+}
+
+/// Classifies a layer media type.
+pub(crate) fn layer_format(media_type: &str) -> LayerFormat {
+    let mt = media_type.trim().to_ascii_lowercase();
+    if mt.contains("nondistributable") || mt.contains("foreign.diff") {
+        return LayerFormat::NonDistributable;
+    }
+    match mt.as_str() {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => LayerFormat::Tar,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => LayerFormat::Gzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => LayerFormat::Zstd,
+        _ => LayerFormat::Unsupported,
+    }
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Descriptor {
+    /// Media type of the target.
+    #[serde(default)]
+    pub media_type: String,
+    /// Digest of the target.
+    pub digest: String,
+    /// Size of the target in bytes.
+    pub size: i64,
+    /// Platform (index entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Descriptor {
+    /// The size, refusing negative values.
+    pub fn size(&self) -> Result<u64, Error> {
+        u64::try_from(self.size).map_err(|_| {
+            Error::failed_precondition(format!("descriptor {} has a negative size", self.digest))
+        })
+    }
+
+    /// An annotation.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// A platform as written in an index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PlatformSpec {
+    /// Architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// OS.
+    #[serde(default)]
+    pub os: String,
+    /// Variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl PlatformSpec {
+    /// As the SDK's platform type.
+    pub fn to_platform(&self) -> Platform {
+        Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A manifest or index document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestDoc {
+    /// Must be 2.
+    #[serde(default)]
+    pub schema_version: u32,
+    /// Media type, when the document says.
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// Config (manifests).
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    /// Layers (manifests).
+    #[serde(default)]
+    pub layers: Option<Vec<Descriptor>>,
+    /// Entries (indexes).
+    #[serde(default)]
+    pub manifests: Option<Vec<Descriptor>>,
+}
+
+/// What a document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DocKind {
+    /// An image (or artifact) manifest.
+    Manifest,
+    /// An index / manifest list.
+    Index,
+}
+
+impl ManifestDoc {
+    /// Parses and classifies a manifest document.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<(Self, DocKind), Error> {
+        let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| {
+            Error::failed_precondition(format!("{what}: not a valid manifest or index: {e}"))
+        })?;
+        if doc.schema_version != 2 {
+            return Err(Error::failed_precondition(format!(
+                "{what}: unsupported manifest schemaVersion {} (only 2 is supported)",
+                doc.schema_version
+            )));
+        }
+        let kind = match doc.media_type.as_deref() {
+            Some(OCI_INDEX) | Some(DOCKER_LIST) => DocKind::Index,
+            Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => DocKind::Manifest,
+            Some(other) => {
+                return Err(Error::failed_precondition(format!(
+                    "{what}: unsupported manifest media type {other}"
+                )));
+            }
+            None if doc.manifests.is_some() => DocKind::Index,
+            None if doc.config.is_some() => DocKind::Manifest,
+            None => {
+                return Err(Error::failed_precondition(format!(
+                    "{what}: document is neither a manifest nor an index"
+                )));
+            }
+        };
+        match kind {
+            DocKind::Index if doc.manifests.is_none() => Err(Error::failed_precondition(format!(
+                "{what}: index without manifests"
+            ))),
+            DocKind::Manifest if doc.config.is_none() => Err(Error::failed_precondition(format!(
+                "{what}: manifest without config"
+            ))),
+            _ => Ok((doc, kind)),
+        }
+    }
+
+    /// The document's media type, inferred when absent.
+    pub fn media_type_or(&self, kind: DocKind) -> String {
+        self.media_type.clone().unwrap_or_else(|| {
+            match kind {
+                DocKind::Index => OCI_INDEX,
+                DocKind::Manifest => OCI_MANIFEST,
+            }
+            .to_string()
+        })
+    }
+}
+
+/// An image config (the parts the pipeline needs).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ImageConfig {
+    /// Architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// OS.
+    #[serde(default)]
+    pub os: String,
+    /// Variant.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// Layer diff_ids.
+    #[serde(default)]
+    pub rootfs: RootFs,
+}
+
+/// `rootfs` of an image config.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct RootFs {
+    /// diff_ids, base layer first.
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+impl ImageConfig {
+    /// Parses a config blob.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::failed_precondition(format!("{what}: not a valid image config: {e}"))
+        })
+    }
+
+    /// The platform, when the config names one.
+    pub fn platform(&self) -> Option<Platform> {
+        if self.os.is_empty() && self.architecture.is_empty() {
+            return None;
+        }
+        Some(Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether a config media type is an image config (anything else is a non-image artifact).
+pub(crate) fn is_image_config(media_type: &str) -> bool {
+    media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+}
+
+/// Whether an index entry matches the requested platform. An empty requested variant matches
+/// any; `arm64` treats an empty variant as `v8`.
+pub(crate) fn platform_matches(wanted: &Platform, have: &PlatformSpec) -> bool {
+    if !wanted.os.eq_ignore_ascii_case(&have.os)
+        || !wanted.architecture.eq_ignore_ascii_case(&have.architecture)
+    {
+        return false;
+    }
+    if wanted.variant.is_empty() {
+        return true;
+    }
+    let norm = |v: &str| {
+        if v.is_empty() && wanted.architecture == "arm64" {
+            "v8".to_string()
+        } else {
+            v.to_ascii_lowercase()
+        }
+    };
+    norm(&wanted.variant) == norm(have.variant.as_deref().unwrap_or(""))
+}
+
+/// Whether an index entry is an attestation or other non-runnable companion (buildx writes these
+/// with platform `unknown/unknown`): not an image to scan.
+pub(crate) fn is_attestation(entry: &Descriptor) -> bool {
+    entry.annotation("vnd.docker.reference.type") == Some("attestation-manifest")
+        || entry
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_layers() {
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar+gzip"),
+            LayerFormat::Gzip
+        );
+        assert_eq!(
+            layer_format("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            LayerFormat::Gzip
+        );
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar+zstd"),
+            LayerFormat::Zstd
+        );
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.v1.tar"),
+            LayerFormat::Tar
+        );
+        assert_eq!(
+            layer_format("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+            LayerFormat::NonDistributable
+        );
+        assert_eq!(
+            layer_format("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"),
+            LayerFormat::NonDistributable
+        );
+        assert_eq!(
+            layer_format("application/x-whatever"),
+            LayerFormat::Unsupported
+        );
+    }
+
+    #[test]
+    fn parses_manifests_and_indexes() {
+        let m = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":2},"layers":[]}"#;
+        let (_, kind) = ManifestDoc::parse(m, "m").unwrap();
+        assert_eq!(kind, DocKind::Manifest);
+        let i = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{"mediaType":"x","digest":"sha256:bb","size":3,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
+        let (doc, kind) = ManifestDoc::parse(i, "i").unwrap();
+        assert_eq!(kind, DocKind::Index);
+        let p = doc.manifests.unwrap()[0].platform.clone().unwrap();
+        assert!(platform_matches(&"linux/arm64".parse().unwrap(), &p));
+        assert!(platform_matches(&"linux/arm64/v8".parse().unwrap(), &p));
+        assert!(!platform_matches(&"linux/amd64".parse().unwrap(), &p));
+        assert!(!platform_matches(&"linux/arm64/v7".parse().unwrap(), &p));
+        for bad in [
+            &b"{}"[..],
+            b"not json",
+            br#"{"schemaVersion":1}"#,
+            br#"{"schemaVersion":2,"mediaType":"text/plain"}"#,
+        ] {
+            assert_eq!(
+                ManifestDoc::parse(bad, "x").unwrap_err().code(),
+                tonic::Code::FailedPrecondition
+            );
+        }
+    }
+}

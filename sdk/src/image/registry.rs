@@ -1,0 +1,588 @@
+//! Talking to a registry through `oci-client`: one client per (registry, protocol, credential
+//! set), bounded retries with backoff for idempotent GETs, error mapping to status codes, and
+//! verified streaming blob downloads.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Credentials;
+use super::manifest;
+use super::reference::{ImageRef, Target, digest_hex};
+use crate::error::Error;
+
+/// Attempts per idempotent request (first try included).
+const ATTEMPTS: u32 = 4;
+/// First backoff; doubled per retry.
+const BACKOFF: Duration = Duration::from_millis(200);
+/// Clients kept for reuse (token caches and connection pools).
+const MAX_CLIENTS: usize = 64;
+
+type ClientKey = (String, bool, [u8; 32]);
+
+/// `oci_client::Client`s keyed by registry, protocol and a hash of the credentials. oci-client
+/// keeps the first credentials it sees for a registry for the client's whole life, so credential
+/// sets never share a client.
+#[derive(Default)]
+pub(crate) struct ClientPool {
+    clients: Mutex<HashMap<ClientKey, (oci_client::Client, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPool").finish_non_exhaustive()
+    }
+}
+
+impl ClientPool {
+    /// The client for this target and credential set.
+    pub fn session(&self, target: &Target, creds: &Credentials) -> Session {
+        let key = (target.image.registry.clone(), target.plain_http, creds.key);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let client = match clients.get_mut(&key) {
+            Some((client, used)) => {
+                *used = Instant::now();
+                client.clone()
+            }
+            None => {
+                if clients.len() >= MAX_CLIENTS
+                    && let Some(oldest) = clients
+                        .iter()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(k, _)| k.clone())
+                {
+                    clients.remove(&oldest);
+                }
+                let protocol = if target.plain_http {
+                    ClientProtocol::HttpsExcept(vec![target.image.registry.clone()])
+                } else {
+                    ClientProtocol::Https
+                };
+                let client = oci_client::Client::new(ClientConfig {
+                    protocol,
+                    connect_timeout: Some(Duration::from_secs(15)),
+                    read_timeout: Some(Duration::from_secs(60)),
+                    user_agent: concat!("sidescan-sdk/", env!("CARGO_PKG_VERSION")),
+                    ..Default::default()
+                });
+                clients.insert(key, (client.clone(), Instant::now()));
+                client
+            }
+        };
+        Session {
+            client,
+            auth: creds.auth.clone(),
+            anonymous: creds.is_anonymous(),
+            image: target.image.clone(),
+        }
+    }
+}
+
+/// One scan's view of a registry: client, credentials, repository.
+#[derive(Clone)]
+pub(crate) struct Session {
+    client: oci_client::Client,
+    auth: RegistryAuth,
+    anonymous: bool,
+    image: ImageRef,
+}
+
+impl Session {
+    /// `host/repo`, for messages.
+    pub fn repo_name(&self) -> String {
+        format!("{}/{}", self.image.registry, self.image.repository)
+    }
+
+    fn reference_for(&self, reference: &str) -> oci_client::Reference {
+        if reference.starts_with("sha256:") {
+            oci_client::Reference::with_digest(
+                self.image.registry.clone(),
+                self.image.repository.clone(),
+                reference.to_string(),
+            )
+        } else {
+            oci_client::Reference::with_tag(
+                self.image.registry.clone(),
+                self.image.repository.clone(),
+                reference.to_string(),
+            )
+        }
+    }
+
+    /// Pulls a manifest or index by tag or digest, verifying its digest (when pulled by digest)
+    /// and its size. Returns the bytes and their digest.
+    pub async fn fetch_manifest(
+        &self,
+        reference: &str,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, String), Error> {
+        let oci_ref = self.reference_for(reference);
+        let what = format!("manifest {reference} of {}", self.repo_name());
+        let body = retry(cancel, &what, || async {
+            self.client
+                .pull_manifest_raw(&oci_ref, &self.auth, manifest::ACCEPTED)
+                .await
+                .map(|(body, _)| body)
+                .map_err(|e| self.map_error(e, &what))
+        })
+        .await?;
+        // oci-client buffers the body before we see it; the limit is checked right after.
+        if max_bytes > 0 && body.len() as u64 > max_bytes {
+            return Err(Error::resource_exhausted(format!(
+                "{what} is {} bytes, over the limit of {max_bytes}",
+                body.len()
+            )));
+        }
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(Error::data_loss(format!(
+                "{what}: content hash {digest} does not match"
+            )));
+        }
+        Ok((body.to_vec(), digest))
+    }
+
+    /// Downloads blob `digest` of `size` bytes into `dest` (created or truncated), hashing while
+    /// writing on a blocking thread; resumes with a Range request after transient errors.
+    /// On return `dest` holds exactly the verified content.
+    pub async fn download_blob(
+        &self,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), Error> {
+        let oci_ref = self.reference_for(digest);
+        let what = format!("blob {digest} of {}", self.repo_name());
+        let file = std::fs::File::create(dest).map_err(|e| {
+            Error::resource_exhausted(format!("cannot create {}: {e}", dest.display()))
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
+        let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
+        let mut received: u64 = 0;
+        let mut attempt = 0;
+        let outcome: Result<(), Error> = loop {
+            attempt += 1;
+            let result = self
+                .stream_once(
+                    &oci_ref,
+                    digest,
+                    size,
+                    &mut received,
+                    &tx,
+                    cancel,
+                    progress,
+                    &what,
+                )
+                .await;
+            match result {
+                Ok(()) => break Ok(()),
+                Err((err, retryable)) if retryable && attempt < ATTEMPTS => {
+                    tracing::debug!(%what, attempt, error = %err, "retrying blob download");
+                    if sleep_or_cancel(BACKOFF * 2u32.pow(attempt - 1), cancel).await {
+                        break Err(cancelled());
+                    }
+                }
+                Err((err, _)) => break Err(err),
+            }
+        };
+        drop(tx);
+        let written = writer
+            .await
+            .map_err(|e| Error::internal(format!("blob writer thread failed: {e}")))?
+            .map_err(|e| {
+                Error::resource_exhausted(format!("cannot write {}: {e}", dest.display()))
+            });
+        outcome?;
+        let (actual, count) = written?;
+        if count != size {
+            return Err(Error::data_loss(format!(
+                "{what}: received {count} bytes but the descriptor says {size}"
+            )));
+        }
+        if actual != digest_hex(digest) {
+            return Err(Error::data_loss(format!(
+                "{what}: content hash sha256:{actual} does not match"
+            )));
+        }
+        Ok(())
+    }
+
+    /// One GET (resuming at `received`). Errors carry whether a retry may help.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_once(
+        &self,
+        oci_ref: &oci_client::Reference,
+        digest: &str,
+        size: u64,
+        received: &mut u64,
+        tx: &std::sync::mpsc::SyncSender<WriterMsg>,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        what: &str,
+    ) -> Result<(), (Error, bool)> {
+        // Always ask for a range: a 206 answer is not re-hashed by oci-client (we hash it
+        // ourselves), and after an error the download resumes where it stopped.
+        let response = tokio::select! {
+            r = self.client.pull_blob_stream_partial(oci_ref, digest, *received, None) => r,
+            () = cancel.cancelled() => return Err((cancelled(), false)),
+        };
+        let response = response.map_err(|e| {
+            let retryable = is_retryable(&e);
+            (self.map_error(e, what), retryable)
+        })?;
+        let mut stream = match response {
+            BlobResponse::Partial(s) => s,
+            BlobResponse::Full(s) => {
+                if *received > 0 {
+                    tx.send(WriterMsg::Reset)
+                        .map_err(|_| (writer_gone(), false))?;
+                    *received = 0;
+                }
+                s
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                n = stream.next() => n,
+                () = cancel.cancelled() => return Err((cancelled(), false)),
+            };
+            match next {
+                None => break,
+                Some(Ok(chunk)) => {
+                    *received += chunk.len() as u64;
+                    if *received > size {
+                        return Err((
+                            Error::data_loss(format!(
+                                "{what}: registry sent more than the descriptor's {size} bytes"
+                            )),
+                            false,
+                        ));
+                    }
+                    tx.send(WriterMsg::Data(chunk))
+                        .map_err(|_| (writer_gone(), false))?;
+                    progress(*received);
+                }
+                Some(Err(e)) => {
+                    if *received == size {
+                        // The whole content arrived; oci-client's own digest check failed. Our
+                        // hash decides (and reports DataLoss) after the writer finishes.
+                        break;
+                    }
+                    return Err((
+                        Error::unavailable(format!("{what}: download interrupted: {e}")),
+                        true,
+                    ));
+                }
+            }
+        }
+        if *received < size {
+            return Err((
+                Error::unavailable(format!(
+                    "{what}: download ended after {} of {size} bytes",
+                    *received
+                )),
+                true,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maps an oci-client error to the SDK's status codes.
+    fn map_error(&self, e: OciDistributionError, what: &str) -> Error {
+        map_oci_error(e, what, self.anonymous)
+    }
+}
+
+enum WriterMsg {
+    Data(bytes::Bytes),
+    Reset,
+}
+
+fn write_and_hash(
+    mut file: std::fs::File,
+    rx: std::sync::mpsc::Receiver<WriterMsg>,
+) -> std::io::Result<(String, u64)> {
+    use std::io::Seek as _;
+    let mut hasher = Sha256::new();
+    let mut count = 0u64;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            WriterMsg::Data(chunk) => {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+                count += chunk.len() as u64;
+            }
+            WriterMsg::Reset => {
+                file.set_len(0)?;
+                file.seek(std::io::SeekFrom::Start(0))?;
+                hasher = Sha256::new();
+                count = 0;
+            }
+        }
+    }
+    file.flush()?;
+    Ok((hex::encode(hasher.finalize()), count))
+}
+
+fn writer_gone() -> Error {
+    Error::internal("blob writer stopped early")
+}
+
+fn cancelled() -> Error {
+    Error::Cancelled("scan cancelled".into())
+}
+
+/// Sleeps, returning true if cancelled first.
+pub(crate) async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = cancel.cancelled() => true,
+    }
+}
+
+/// Runs `op` up to [`ATTEMPTS`] times while it fails with UNAVAILABLE.
+async fn retry<T, F, Fut>(cancel: &CancellationToken, what: &str, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = tokio::select! {
+            r = op() => r,
+            () = cancel.cancelled() => return Err(cancelled()),
+        };
+        match result {
+            Err(Error::Unavailable(msg)) if attempt < ATTEMPTS => {
+                tracing::debug!(%what, attempt, error = %msg, "retrying");
+                if sleep_or_cancel(BACKOFF * 2u32.pow(attempt - 1), cancel).await {
+                    return Err(cancelled());
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_retryable(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
+        OciDistributionError::ServerError { code, .. } => {
+            *code >= 500 || *code == 429 || *code == 408
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        _ => false,
+    }
+}
+
+/// Maps an oci-client error to a status code. UNAVAILABLE is what [`retry`] retries, so only
+/// transient failures map to it.
+pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool) -> Error {
+    let unauthenticated = || {
+        if anonymous {
+            Error::Unauthenticated(format!(
+                "{what}: the registry requires credentials (HTTP 401)"
+            ))
+        } else {
+            Error::Unauthenticated(format!(
+                "{what}: the registry refused the credentials (HTTP 401)"
+            ))
+        }
+    };
+    match e {
+        OciDistributionError::UnauthorizedError { .. } => unauthenticated(),
+        OciDistributionError::AuthenticationFailure(_) => Error::Unauthenticated(format!(
+            "{what}: the registry's token service refused the credentials"
+        )),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            let text: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .collect();
+            let text = text.join("; ");
+            let has = |c: OciErrorCode| codes.contains(&&c);
+            if has(OciErrorCode::Unauthorized) {
+                unauthenticated()
+            } else if has(OciErrorCode::Denied) {
+                Error::PermissionDenied(format!("{what}: the registry denied access ({text})"))
+            } else if has(OciErrorCode::ManifestUnknown)
+                || has(OciErrorCode::BlobUnknown)
+                || has(OciErrorCode::NameUnknown)
+                || has(OciErrorCode::NotFound)
+                || has(OciErrorCode::ManifestBlobUnknown)
+            {
+                Error::not_found(format!("{what}: not found ({text})"))
+            } else if has(OciErrorCode::NameInvalid) || has(OciErrorCode::TagInvalid) {
+                Error::invalid_argument(format!("{what}: the registry rejected the name ({text})"))
+            } else if has(OciErrorCode::Toomanyrequests) {
+                Error::unavailable(format!("{what}: rate limited by the registry ({text})"))
+            } else if has(OciErrorCode::Unsupported) {
+                Error::failed_precondition(format!("{what}: unsupported by the registry ({text})"))
+            } else {
+                Error::unavailable(format!("{what}: registry error ({text})"))
+            }
+        }
+        OciDistributionError::ServerError { code, message, .. } => {
+            let message: String = message.chars().take(200).collect();
+            match code {
+                401 => unauthenticated(),
+                403 => Error::PermissionDenied(format!(
+                    "{what}: the registry denied access (HTTP 403)"
+                )),
+                404 => Error::not_found(format!("{what}: not found (HTTP 404)")),
+                400 => Error::invalid_argument(format!(
+                    "{what}: the registry rejected the request (HTTP 400: {message})"
+                )),
+                406 | 415 => Error::failed_precondition(format!(
+                    "{what}: the registry cannot serve a supported media type (HTTP {code})"
+                )),
+                _ => {
+                    Error::unavailable(format!("{what}: registry answered HTTP {code}: {message}"))
+                }
+            }
+        }
+        OciDistributionError::RequestError(err) => {
+            let kind = if err.is_connect() {
+                "cannot connect"
+            } else if err.is_timeout() {
+                "timed out"
+            } else {
+                "request failed"
+            };
+            // reqwest's Display includes the URL (never credentials) and the cause chain.
+            let mut msg = format!("{what}: {kind}: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            Error::unavailable(msg)
+        }
+        OciDistributionError::IoError(err) => Error::unavailable(format!("{what}: {err}")),
+        OciDistributionError::DigestError(err) => {
+            Error::data_loss(format!("{what}: content does not match its digest ({err})"))
+        }
+        OciDistributionError::UrlParseError(err) => {
+            Error::invalid_argument(format!("{what}: {err}"))
+        }
+        OciDistributionError::SpecViolationError(err) => Error::unavailable(format!(
+            "{what}: registry violates the distribution spec: {err}"
+        )),
+        other => Error::failed_precondition(format!("{what}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_client::errors::{OciEnvelope, OciError};
+
+    fn env(code: OciErrorCode) -> OciDistributionError {
+        OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: "m".into(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: "http://127.0.0.1/v2/x".into(),
+        }
+    }
+
+    #[test]
+    fn oci_errors_map_to_status_codes() {
+        use tonic::Code;
+        let cases = vec![
+            (
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                Code::Unauthenticated,
+            ),
+            (
+                OciDistributionError::AuthenticationFailure("nope".into()),
+                Code::Unauthenticated,
+            ),
+            (env(OciErrorCode::Unauthorized), Code::Unauthenticated),
+            (env(OciErrorCode::Denied), Code::PermissionDenied),
+            (env(OciErrorCode::ManifestUnknown), Code::NotFound),
+            (env(OciErrorCode::NameUnknown), Code::NotFound),
+            (env(OciErrorCode::BlobUnknown), Code::NotFound),
+            (env(OciErrorCode::Toomanyrequests), Code::Unavailable),
+            (
+                OciDistributionError::ServerError {
+                    code: 403,
+                    url: "u".into(),
+                    message: String::new(),
+                },
+                Code::PermissionDenied,
+            ),
+            (
+                OciDistributionError::ServerError {
+                    code: 404,
+                    url: "u".into(),
+                    message: String::new(),
+                },
+                Code::NotFound,
+            ),
+            (
+                OciDistributionError::ServerError {
+                    code: 503,
+                    url: "u".into(),
+                    message: String::new(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                OciDistributionError::DigestError(
+                    oci_client::errors::DigestError::VerificationError {
+                        expected: "a".into(),
+                        actual: "b".into(),
+                    },
+                ),
+                Code::DataLoss,
+            ),
+        ];
+        for (e, code) in cases {
+            let text = format!("{e}");
+            let mapped = map_oci_error(e, "manifest x", false);
+            assert_eq!(mapped.code(), code, "{text} -> {mapped}");
+        }
+        assert!(
+            map_oci_error(
+                OciDistributionError::UnauthorizedError { url: "u".into() },
+                "m",
+                true
+            )
+            .message()
+            .contains("requires credentials")
+        );
+        assert!(is_retryable(&OciDistributionError::ServerError {
+            code: 502,
+            url: "u".into(),
+            message: String::new()
+        }));
+        assert!(!is_retryable(&OciDistributionError::ServerError {
+            code: 404,
+            url: "u".into(),
+            message: String::new()
+        }));
+    }
+}
