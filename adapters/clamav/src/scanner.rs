@@ -1,0 +1,398 @@
+//! [`ClamavScanner`]: the [`Scanner`] implementation, and its flags ([`ClamavConfig`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+use sha2::{Digest, Sha256};
+use sidescan_proto::mime;
+use sidescan_sdk::prelude::*;
+
+use crate::client::Clamd;
+use crate::error::ClamavError;
+use crate::protocol::{ClamdAddr, VersionInfo};
+use crate::scan::{FileScans, ScanPolicy};
+
+/// Artifact (config / artifactType) media types advertised in `Capability.consumes`, besides
+/// image manifests and indexes. clamd scans any bytes, so every blob of such an artifact is
+/// scanned as one file: generic binaries, tarballs and the types ORAS and Helm push.
+pub const ARTIFACT_MEDIA_TYPES: &[&str] = &[
+    "application/octet-stream",
+    "application/vnd.oci.empty.v1+json",
+    "application/vnd.unknown.config.v1+json",
+    "application/vnd.unknown.artifact.v1",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.cncf.helm.config.v1+json",
+];
+
+/// The clamd-specific flags of `sidescan-clamav` (flatten beside [`sidescan_sdk::ServerConfig`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClamavConfig {
+    /// clamd address: unix:/path/to/clamd.sock or tcp://127.0.0.1:3310.
+    #[arg(
+        long,
+        env = "SIDESCAN_CLAMD",
+        default_value = "unix:/run/clamav/clamd.ctl"
+    )]
+    pub clamd: ClamdAddr,
+
+    /// Concurrent connections to clamd (files scanned at once, across all scans). Keep it below
+    /// clamd's MaxThreads.
+    #[arg(long, env = "SIDESCAN_CLAMD_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub clamd_connections: u32,
+
+    /// Longest clamd may stall on one file (accepting the connection or a chunk, or answering
+    /// after the last byte) before the scan fails with UNAVAILABLE.
+    #[arg(long, env = "SIDESCAN_FILE_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub file_timeout: Duration,
+
+    /// Severity of malware findings.
+    #[arg(long, env = "SIDESCAN_MALWARE_SEVERITY", default_value = "critical", value_parser = parse_severity)]
+    pub malware_severity: Severity,
+
+    /// clamd's StreamMaxLength: larger files are scanned with SCAN from a scratch copy when clamd
+    /// is local, or reported as not scanned.
+    #[arg(long, env = "SIDESCAN_STREAM_MAX_LENGTH", default_value = "100MiB")]
+    pub stream_max_length: ByteSize,
+
+    /// clamd's MaxFileSize: an OK for a larger file is reported as not scanned (clamd skips such
+    /// files silently unless AlertExceedsMax is yes).
+    #[arg(long, env = "SIDESCAN_CLAMD_MAX_FILE_SIZE", default_value = "100MiB")]
+    pub clamd_max_file_size: ByteSize,
+
+    /// Whether clamd shares this filesystem (for SCAN of large files). Default: yes for a unix:
+    /// address, no for tcp://.
+    #[arg(long, env = "SIDESCAN_CLAMD_LOCAL", num_args = 0..=1, default_missing_value = "true")]
+    pub clamd_local: Option<bool>,
+
+    /// Timeout of PING and VERSION (health checks).
+    #[arg(long, env = "SIDESCAN_CLAMD_PING_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub clamd_ping_timeout: Duration,
+
+    /// How often the signature version is re-read from clamd (it is also re-read when clamd
+    /// comes back after an outage).
+    #[arg(long, env = "SIDESCAN_VERSION_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub version_refresh: Duration,
+
+    /// clamd's DatabaseDirectory, when readable here: its files' names, sizes and times become
+    /// part of the engine version (custom signatures carry no version of their own), and a change
+    /// makes clamd RELOAD.
+    #[arg(long, env = "SIDESCAN_CLAMD_DATABASE_DIR")]
+    pub clamd_database_dir: Option<PathBuf>,
+
+    /// More artifact media types to accept (repeat or comma-separate), besides the built-in list.
+    #[arg(
+        long = "artifact-type",
+        env = "SIDESCAN_ARTIFACT_TYPES",
+        value_delimiter = ','
+    )]
+    pub artifact_types: Vec<String>,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse::<Severity>().map_err(|e| e.message().to_owned())
+}
+
+impl ClamavConfig {
+    /// A configuration with every default and clamd at `addr`.
+    pub fn new(addr: ClamdAddr) -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: ClamavConfig,
+        }
+        match <Only as clap::Parser>::try_parse_from(["sidescan-clamav"]) {
+            Ok(only) => ClamavConfig {
+                clamd: addr,
+                ..only.config
+            },
+            // Only a bad SIDESCAN_* variable can fail here; fall back to built-in defaults.
+            Err(_) => ClamavConfig {
+                clamd: addr,
+                clamd_connections: 4,
+                file_timeout: Duration::from_secs(120),
+                malware_severity: Severity::Critical,
+                stream_max_length: ByteSize::mib(100),
+                clamd_max_file_size: ByteSize::mib(100),
+                clamd_local: None,
+                clamd_ping_timeout: Duration::from_secs(1),
+                version_refresh: Duration::from_secs(60),
+                clamd_database_dir: None,
+                artifact_types: Vec::new(),
+            },
+        }
+    }
+
+    /// Whether clamd can open files we write (unix socket, or `--clamd-local`).
+    pub fn local(&self) -> bool {
+        self.clamd_local
+            .unwrap_or(matches!(self.clamd, ClamdAddr::Unix(_)))
+    }
+}
+
+#[derive(Debug, Default)]
+struct EngineState {
+    /// Last PING outcome (`None` before the first).
+    up: Option<bool>,
+    /// Last VERSION and when it was read.
+    version: Option<(VersionInfo, Instant)>,
+    /// Fingerprint of the database directory at the last refresh.
+    db_fingerprint: Option<String>,
+}
+
+/// The ClamAV plugin: scans every regular file of every layer (and every blob of non-image
+/// artifacts) with clamd.
+#[derive(Debug)]
+pub struct ClamavScanner {
+    clamd: Clamd,
+    policy: Arc<ScanPolicy>,
+    config: ClamavConfig,
+    state: Mutex<EngineState>,
+}
+
+impl ClamavScanner {
+    /// A scanner with `config`. Does not contact clamd: readiness does.
+    pub fn new(config: ClamavConfig) -> Self {
+        let clamd = Clamd::new(
+            config.clamd.clone(),
+            config.clamd_connections as usize,
+            config.file_timeout,
+            config.clamd_ping_timeout,
+        );
+        let policy = Arc::new(ScanPolicy {
+            stream_max_length: config.stream_max_length.as_u64(),
+            max_file_size: config.clamd_max_file_size.as_u64(),
+            local_scan: config.local(),
+            severity: config.malware_severity,
+        });
+        Self {
+            clamd,
+            policy,
+            config,
+            state: Mutex::new(EngineState::default()),
+        }
+    }
+
+    /// The clamd client (and its connection pool).
+    pub fn clamd(&self) -> &Clamd {
+        &self.clamd
+    }
+
+    /// A new batch of file scans for `ctx` (what [`Scanner::scan_layer`] uses).
+    pub fn file_scans(&self, ctx: &ScanContext) -> FileScans {
+        FileScans::new(self.clamd.clone(), Arc::clone(&self.policy), ctx)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, EngineState> {
+        // The state is plain data; a panic elsewhere cannot leave it inconsistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current VERSION, re-read when stale, after an outage, or when `force`.
+    async fn current_version(&self, force: bool) -> Result<VersionInfo, ClamavError> {
+        if !force {
+            let state = self.state();
+            if let Some((v, at)) = &state.version
+                && at.elapsed() < self.config.version_refresh
+            {
+                return Ok(v.clone());
+            }
+        }
+        let version = self.clamd.version().await;
+        let mut state = self.state();
+        match version {
+            Ok(v) => {
+                state.version = Some((v.clone(), Instant::now()));
+                Ok(v)
+            }
+            Err(e) => {
+                state.version = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Refreshes the database fingerprint; sends RELOAD when it changed since the last look.
+    async fn refresh_db_fingerprint(&self) -> Option<String> {
+        let dir = self.config.clamd_database_dir.clone()?;
+        let fingerprint = tokio::task::spawn_blocking(move || db_fingerprint(&dir))
+            .await
+            .ok()
+            .flatten()?;
+        let changed = {
+            let mut state = self.state();
+            let previous = state.db_fingerprint.replace(fingerprint.clone());
+            previous.is_some_and(|p| p != fingerprint)
+        };
+        if changed {
+            tracing::info!("clamd database directory changed: asking clamd to RELOAD");
+            if let Err(e) = self.clamd.reload().await {
+                tracing::warn!(error = %e, "clamd RELOAD failed");
+            }
+        }
+        Some(fingerprint)
+    }
+}
+
+/// Names, sizes and modification times of the files of a database directory, hashed.
+fn db_fingerprint(dir: &std::path::Path) -> Option<String> {
+    let mut files: Vec<(String, u64, u128)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            if !meta.is_file() {
+                return None;
+            }
+            let mtime = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                meta.len(),
+                mtime,
+            ))
+        })
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for (name, len, mtime) in &files {
+        hash.update(format!("{name}\0{len}\0{mtime}\n").as_bytes());
+    }
+    Some(hex::encode(&hash.finalize()[..6]))
+}
+
+#[sidescan_sdk::async_trait]
+impl Scanner for ClamavScanner {
+    fn info(&self) -> ScannerInfo {
+        let mut consumes: Vec<String> = [
+            mime::OCI_MANIFEST,
+            mime::OCI_INDEX,
+            mime::DOCKER_MANIFEST,
+            mime::DOCKER_MANIFEST_LIST,
+        ]
+        .into_iter()
+        .chain(ARTIFACT_MEDIA_TYPES.iter().copied())
+        .map(str::to_owned)
+        .collect();
+        for extra in &self.config.artifact_types {
+            if !extra.trim().is_empty() && !consumes.contains(extra) {
+                consumes.push(extra.trim().to_owned());
+            }
+        }
+        ScannerInfo {
+            name: "sidescan-clamav".into(),
+            vendor: "sidescan".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![Capability {
+                kind: "malware".into(),
+                consumes,
+                produces: vec![mime::MALWARE_REPORT.into()],
+            }],
+        }
+    }
+
+    fn input(&self) -> Input {
+        Input::PerLayer
+    }
+
+    async fn properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        if let Ok(v) = self.current_version(false).await {
+            props.insert("clamav.version".into(), v.engine);
+            props.insert("clamav.signature_version".into(), v.signatures);
+            props.insert("clamav.signature_date".into(), v.signature_date);
+        }
+        props
+    }
+
+    async fn readiness(&self) -> Readiness {
+        match self.clamd.ping().await {
+            Err(e) => {
+                let mut state = self.state();
+                if state.up != Some(false) {
+                    tracing::warn!(error = %e, "clamd is not answering");
+                }
+                state.up = Some(false);
+                // clamd may come back with other signatures: re-read VERSION then.
+                state.version = None;
+                Readiness::NotReady(format!("clamd not answering PING: {e}"))
+            }
+            Ok(()) => {
+                let recovered = {
+                    let mut state = self.state();
+                    let recovered = state.up != Some(true);
+                    state.up = Some(true);
+                    recovered
+                };
+                if recovered {
+                    tracing::info!(clamd = %self.clamd.addr(), "clamd answers PING");
+                }
+                // Best effort: engine_version re-reads it on demand anyway.
+                let _ = self.current_version(recovered).await;
+                self.refresh_db_fingerprint().await;
+                Readiness::Ready
+            }
+        }
+    }
+
+    async fn engine_version(&self) -> Result<String, Error> {
+        let version = self.current_version(false).await?;
+        let mut key = version.key();
+        let known = self.state().db_fingerprint.clone();
+        let fingerprint = match known {
+            Some(f) => Some(f),
+            None => self.refresh_db_fingerprint().await,
+        };
+        if let Some(f) = fingerprint {
+            key.push_str("+db.");
+            key.push_str(&f);
+        }
+        Ok(key)
+    }
+
+    async fn scan_layer(
+        &self,
+        layer: &mut Layer,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let mut scans = self
+            .file_scans(ctx)
+            .with_layer_digest(layer.info.digest.clone());
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return Err(ClamavError::Cancelled.into()),
+                next = layer.next_entry() => next?,
+            };
+            let Some(mut entry) = next else { break };
+            if entry.kind != EntryKind::File {
+                continue;
+            }
+            let path = entry.path.clone();
+            let size = entry.size;
+            scans.submit(&path, size, &mut entry).await?;
+        }
+        Ok(scans.finish().await?)
+    }
+
+    async fn scan_artifact_blob(
+        &self,
+        blob: &mut ArtifactBlob,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let mut scans = self.file_scans(ctx).with_layer_digest(blob.digest.clone());
+        let path = blob.title.clone().unwrap_or_else(|| blob.digest.clone());
+        let size = blob.size;
+        scans.submit(&path, size, &mut *blob).await?;
+        Ok(scans.finish().await?)
+    }
+}
