@@ -49,8 +49,8 @@ pub struct PipelineOptions {
     pub allowed_registries: Vec<String>,
 }
 
-/// What the caller asked to scan.
-#[derive(Debug, Clone, Default)]
+/// What the caller asked to scan. Its `Debug` output redacts the authorization value.
+#[derive(Clone, Default)]
 pub struct ScanJob {
     /// The image reference as sent (full or relative to `registry_url`).
     pub image: String,
@@ -62,6 +62,23 @@ pub struct ScanJob {
     pub insecure: bool,
     /// The platform to pick from an index; `None` scans every platform.
     pub platform: Option<Platform>,
+}
+
+impl std::fmt::Debug for ScanJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let authorization = if self.authorization.is_empty() {
+            "<none>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("ScanJob")
+            .field("image", &self.image)
+            .field("registry_url", &self.registry_url)
+            .field("authorization", &authorization)
+            .field("insecure", &self.insecure)
+            .field("platform", &self.platform)
+            .finish()
+    }
 }
 
 /// The scanned artifact as resolved.
@@ -209,5 +226,25 @@ impl Pipeline {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_job_debug_never_shows_the_authorization_value() {
+        let job = ScanJob {
+            image: "app:1".into(),
+            authorization: "Basic c2VjcmV0OnBhc3N3b3Jk".into(),
+            ..ScanJob::default()
+        };
+        let shown = format!("{job:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("app:1"),
+            "{shown}"
+        );
     }
 }
