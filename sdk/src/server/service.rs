@@ -222,6 +222,24 @@ impl ScanService {
         result
     }
 
+    /// Validates a request for either RPC and opens its log span; a refusal is logged and
+    /// becomes the status the caller gets.
+    fn admit(
+        &self,
+        request: &Request<pb::ScanRequest>,
+    ) -> Result<(PreparedScan, tracing::Span), Status> {
+        match self.prepare(request.metadata(), request.get_ref()) {
+            Ok(prepared) => {
+                let span = self.span(&prepared.request_id, &prepared.job);
+                Ok((prepared, span))
+            }
+            Err(err) => {
+                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
+                Err(err.into())
+            }
+        }
+    }
+
     fn span(&self, request_id: &str, job: &ScanJob) -> tracing::Span {
         // The authorization value is deliberately not a field: it must never be logged.
         tracing::info_span!(
@@ -349,16 +367,8 @@ impl pb::scan_server::Scan for ScanGrpc {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let service = &self.0;
-        let prepared = service.prepare(request.metadata(), request.get_ref());
-        let prepared = match prepared {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
-                return Err(err.into());
-            }
-        };
+        let (prepared, span) = service.admit(&request)?;
         let request_id = prepared.request_id.clone();
-        let span = service.span(&request_id, &prepared.job);
         let response = service
             .execute(prepared, ProgressSink::disabled())
             .instrument(span)
@@ -373,15 +383,8 @@ impl pb::scan_server::Scan for ScanGrpc {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
         let service = self.0.clone();
-        let prepared = match service.prepare(request.metadata(), request.get_ref()) {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
-                return Err(err.into());
-            }
-        };
+        let (prepared, span) = service.admit(&request)?;
         let request_id = prepared.request_id.clone();
-        let span = service.span(&request_id, &prepared.job);
         let (events_tx, events_rx) =
             mpsc::channel::<Result<pb::ScanImageStreamResponse, Status>>(32);
         let (progress_tx, mut progress_rx) = mpsc::channel::<ProgressEvent>(64);
