@@ -349,17 +349,20 @@ fn timed(f: impl FnOnce() -> Result<(), String>) -> Result<Duration, String> {
     Ok(start.elapsed())
 }
 
-/// Baseline: skopeo copy to a fresh OCI layout, then umoci unpack. Returns (wall, files).
-fn baseline(work: &Path, host: &str, n: usize) -> Result<(Duration, u64), String> {
+/// Baseline: skopeo copy to a fresh OCI layout, then umoci unpack.
+/// Returns (skopeo wall, umoci wall, files).
+fn baseline(work: &Path, host: &str, n: usize) -> Result<(Duration, Duration, u64), String> {
     let layout = work.join(format!("baseline-{n}"));
     let bundle = work.join(format!("bundle-{n}"));
-    let wall = timed(|| {
+    let copy = timed(|| {
         run_ok(
             Command::new("skopeo")
                 .args(["copy", "--quiet", "--src-tls-verify=false"])
                 .arg(format!("docker://{host}/bench:1"))
                 .arg(format!("oci:{}:1", layout.display())),
-        )?;
+        )
+    })?;
+    let unpack = timed(|| {
         run_ok(
             Command::new("umoci")
                 .args(["unpack", "--rootless", "--image"])
@@ -370,7 +373,7 @@ fn baseline(work: &Path, host: &str, n: usize) -> Result<(Duration, u64), String
     let files = count_files(&bundle.join("rootfs"));
     let _ = std::fs::remove_dir_all(&layout);
     let _ = std::fs::remove_dir_all(&bundle);
-    Ok((wall, files))
+    Ok((copy, unpack, files))
 }
 
 /// One SDK run in a child process: (wall of the scan, peak RSS KiB, files).
@@ -460,6 +463,8 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
 
     let min = |v: &[Duration]| v.iter().copied().min().unwrap_or_default();
     let mut base = Vec::new();
+    let mut base_copy = Vec::new();
+    let mut base_unpack = Vec::new();
     let mut base_files = 0;
     let mut rows: Vec<(&str, Vec<Duration>, u64, u64)> = vec![
         ("SDK cold: pull+verify+layout+unpack", vec![], 0, 0),
@@ -471,8 +476,10 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
     ];
     for rep in 0..reps {
         eprintln!("round {} of {reps} ...", rep + 1);
-        let (d, files) = baseline(w, &host, rep)?;
-        base.push(d);
+        let (copy, unpack, files) = baseline(w, &host, rep)?;
+        base.push(copy + unpack);
+        base_copy.push(copy);
+        base_unpack.push(unpack);
         base_files = files;
         let scratch = w.join("scratch");
         let runs: [(usize, &str, bool); 6] = [
@@ -511,6 +518,18 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
         "{:<44} {:>9.3} {:>9.2} {:>11} {:>7}",
         "baseline: skopeo copy + umoci unpack", b, 1.0, "-", base_files
     );
+    let bc = min(&base_copy).as_secs_f64();
+    let bu = min(&base_unpack).as_secs_f64();
+    println!(
+        "{:<44} {bc:>9.3} {:>9.3}",
+        "  of which skopeo copy (pull+verify)",
+        bc / b
+    );
+    println!(
+        "{:<44} {bu:>9.3} {:>9.3}",
+        "  of which umoci unpack",
+        bu / b
+    );
     for (name, d, kib, files) in &rows {
         let s = min(d).as_secs_f64();
         println!(
@@ -531,6 +550,10 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
     println!(
         "ratio warm pull / cold pull:            {:.3} (target <= 0.10)",
         pull_warm / pull_cold
+    );
+    println!(
+        "ratio SDK cold pull / skopeo copy:      {:.3}",
+        pull_cold / bc
     );
     println!(
         "ratio warm full (re-unpack) / cold full: {:.3}",
