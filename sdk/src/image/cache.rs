@@ -233,16 +233,13 @@ impl BlobCache {
         let tmp = self
             .tmp
             .join(format!("{hex}.{}", uuid::Uuid::new_v4().simple()));
-        let result = fetch(tmp.clone()).await;
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        // Removes the partial download on error and when this future is dropped (cancellation).
+        let mut guard = TempFile(Some(tmp.clone()));
+        fetch(tmp.clone()).await?;
         let path = self.blobs.join(&hex);
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err("cannot move blob into the cache at", &path, e));
-        }
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| io_err("cannot move blob into the cache at", &path, e))?;
+        guard.0 = None;
         self.write_stamp(&hex, &path);
         let mut state = self.lock();
         state.clock += 1;
@@ -343,6 +340,17 @@ impl BlobCache {
     /// Directory of the result cache.
     pub fn results_dir(&self) -> &Path {
         &self.results
+    }
+}
+
+/// Deletes a temp file when dropped, unless disarmed.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -500,6 +508,28 @@ mod tests {
         assert!(big.path().exists());
         drop(big);
         assert!(cache.total_bytes() <= 20);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_download_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path(), 0).unwrap();
+        let d = digest_of(b"never finishes");
+        let fut = cache.get_or_fetch(&d, 14, |tmp| async move {
+            std::fs::write(&tmp, b"partial").map_err(|e| Error::internal(e.to_string()))?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), fut)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(!cache.contains(&d));
     }
 
     #[tokio::test]
