@@ -65,7 +65,7 @@ impl Registry {
             auth = RegistryAuth::Basic(u.into(), p.into());
         }
         let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth_cfg}http:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth_cfg}http:\n  addr: 127.0.0.1:{port}\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
@@ -921,4 +921,118 @@ async fn rootfs_matches_umoci_unpack() {
     let ours = tree_with_content(&copy);
     assert_eq!(ours, expected);
     assert!(ours.contains(&"/etc/passwd=root2".to_string()), "{ours:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_layers_get_notices_and_progress_is_reported() {
+    let reg = Registry::start(None);
+    let client = reg.client();
+    let t = tar_of(&[E::File("etc/KEY", b"KEY docker")]);
+    let blob = gz(&t);
+    let layer = push_blob(&reg, &client, "mixed", &blob).await;
+    let odd = push_blob(&reg, &client, "mixed", b"not a tar").await;
+    let foreign = sha(b"foreign layer not in the registry");
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha(&t), sha(b"x"), sha(b"y")]},
+    })
+    .to_string();
+    let config_digest = push_blob(&reg, &client, "mixed", config.as_bytes()).await;
+    const DOCKER: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": layer, "size": blob.len()},
+            {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": foreign, "size": 33,
+             "urls": ["https://example.invalid/layer"]},
+            {"mediaType": "application/x-odd-layer", "digest": odd, "size": 9},
+        ],
+    })
+    .to_string();
+    push_manifest(&reg, "mixed", "1", manifest.as_bytes(), DOCKER).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let scanner: Arc<dyn Scanner> = Recorder::new(Input::PerLayer);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let mut c = ctx();
+    c.progress = sidescan_sdk::ProgressSink::new(tx);
+    let out = p.scan(&scanner, &job(&reg, "mixed:1"), &c).await.unwrap();
+    assert_eq!(out.image.media_type, DOCKER);
+    assert_eq!(out.findings.findings.len(), 1);
+    let notices: Vec<(&str, &str)> = out
+        .findings
+        .notices
+        .iter()
+        .map(|n| (n.code.as_str(), n.layer_digest.as_str()))
+        .collect();
+    assert_eq!(
+        notices,
+        vec![
+            ("non-distributable-layer", foreign.as_str()),
+            ("unsupported-media-type", odd.as_str())
+        ]
+    );
+    drop(c);
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e.phase == sidescan_sdk::Phase::Resolving)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.phase == sidescan_sdk::Phase::Downloading
+                && e.bytes_total == blob.len() as u64
+                && e.bytes_done == e.bytes_total),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.phase == sidescan_sdk::Phase::Scanning && e.layers_total == 3)
+    );
+}
+
+/// A registry that answers 503 to everything: the pipeline retries a bounded number of times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_then_unavailable() {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if String::from_utf8_lossy(&buf[..n]).contains("/manifests/") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let scanner: Arc<dyn Scanner> = Recorder::new(Input::PerLayer);
+    let j = ScanJob {
+        image: "app:1".into(),
+        registry_url: format!("http://127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let err = p.scan(&scanner, &j, &ctx()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(err.message().contains("503"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 4, "1 try + 3 retries");
+    assert!(scratch_is_empty(dir.path()));
 }

@@ -11,17 +11,17 @@
 //!   blob in use is never deleted, so a single image larger than the cap still scans.
 //! - **Survives restarts.** On start the directory is rescanned (size, and mtime = insertion
 //!   time as the initial LRU order); leftover temp files are deleted. (Files are never touched
-//!   after insertion, so their ctime keeps meaning "content unchanged", see below.)
+//!   after insertion, so their mtime keeps meaning "content unchanged", see below.)
 //! - **Corruption, cheaply.** Content is hashed when downloaded. Then a *stamp* (inode, size,
-//!   mtime, ctime) is written to `<cache_dir>/stamps/<hex>`. On a hit the size is checked, and
-//!   [`BlobCache::verify`] compares the stamp: any write to the file changes its ctime (which user
-//!   space cannot set back), so an unchanged stamp means unchanged content and no re-hash; a
-//!   changed or missing stamp means a full re-hash, and a mismatch invalidates the entry so the
-//!   pipeline downloads it again. On top of that, every streaming reader (layer walks, rootfs
-//!   unpacks) hashes the compressed bytes it reads and checks them at the end. Known limit: a
-//!   change that keeps inode, size and both timestamps (raw-device bit rot, or a write within the
-//!   same coarse clock tick as the insertion) is only caught by those streaming checks, not
-//!   before a whole-image scanner reads a layout blob.
+//!   mtime in ns) is written to `<cache_dir>/stamps/<hex>`. On a hit the size is checked, and
+//!   [`BlobCache::verify`] compares the stamp: every write through the file system updates the
+//!   mtime, so an unchanged stamp means unchanged content and no re-hash; a changed or missing
+//!   stamp means a full re-hash, and a mismatch invalidates the entry so the pipeline downloads
+//!   it again. On top of that, every streaming reader (layer walks, rootfs unpacks) hashes the
+//!   compressed bytes it reads and checks them at the end. Known limits: a change that keeps
+//!   inode, size and mtime (raw-device bit rot, a write in the same coarse clock tick as the
+//!   insertion, or someone setting the mtime back on purpose) is only caught by those streaming
+//!   checks, not before a whole-image scanner reads a layout blob.
 //!
 //! The result cache stores a per-layer scanner's [`ScanFindings`] as JSON under
 //! `<cache_dir>/results/<sha256 of (scanner, version, engine version, layer digest)>.json`.
@@ -233,16 +233,13 @@ impl BlobCache {
         let tmp = self
             .tmp
             .join(format!("{hex}.{}", uuid::Uuid::new_v4().simple()));
-        let result = fetch(tmp.clone()).await;
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        // Removes the partial download on error and when this future is dropped (cancellation).
+        let mut guard = TempFile(Some(tmp.clone()));
+        fetch(tmp.clone()).await?;
         let path = self.blobs.join(&hex);
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err("cannot move blob into the cache at", &path, e));
-        }
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| io_err("cannot move blob into the cache at", &path, e))?;
+        guard.0 = None;
         self.write_stamp(&hex, &path);
         let mut state = self.lock();
         state.clock += 1;
@@ -346,18 +343,28 @@ impl BlobCache {
     }
 }
 
-/// `ino size mtime_ns ctime_ns` of a file: changes whenever its content is written.
+/// Deletes a temp file when dropped, unless disarmed.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// `ino size mtime_ns` of a file: changes whenever its content is written. (Not ctime: hard
+/// links into OCI layouts and their removal change it without touching the content.)
 fn stamp_of(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt as _;
     let m = std::fs::metadata(path).ok()?;
     Some(format!(
-        "{} {} {}.{:09} {}.{:09}",
+        "{} {} {}.{:09}",
         m.ino(),
         m.size(),
         m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec()
+        m.mtime_nsec()
     ))
 }
 
@@ -504,6 +511,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dropped_download_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path(), 0).unwrap();
+        let d = digest_of(b"never finishes");
+        let fut = cache.get_or_fetch(&d, 14, |tmp| async move {
+            std::fs::write(&tmp, b"partial").map_err(|e| Error::internal(e.to_string()))?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), fut)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(!cache.contains(&d));
+    }
+
+    #[tokio::test]
     async fn corrupt_entries_are_detected_and_fetched_again() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path(), 0).unwrap();
@@ -512,7 +541,7 @@ mod tests {
         let h = put(&cache, data).await;
         assert!(cache.verify(&h, false).await.unwrap());
         assert!(cache.verify(&h, true).await.unwrap());
-        // same size, different bytes: the stamp (ctime) changes, verify re-hashes and catches it
+        // same size, different bytes: the stamp (mtime) changes, verify re-hashes and catches it
         // (wait out the coarse timestamp tick of the insertion, see the module docs)
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(h.path(), b"the fake content").unwrap();

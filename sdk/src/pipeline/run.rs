@@ -598,22 +598,26 @@ impl Run<'_> {
             .iter()
             .map(|(_, d, s)| self.spawn_fetch(d, *s, &progress, &limiter))
             .collect();
-        let mut handles = Vec::new();
-        for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
-            let (handle, fetched) = fetch.await.map_err(join_error)??;
-            handles.push((i, digest, size, handle, fetched));
-        }
+        // Layers are unpacked (or checked) in order as soon as each is downloaded, while the
+        // later ones are still downloading.
         let base = self.scratch.path().join(image.n.to_string());
         let rootfs = if image.rootfs {
             let root = base.join("rootfs");
             std::fs::create_dir_all(&root).map_err(|e| {
                 Error::resource_exhausted(format!("cannot create {}: {e}", root.display()))
             })?;
-            let budget = Budget::new(*self.limits());
-            for (i, digest, size, handle, _) in &mut handles {
+            Some(root)
+        } else {
+            None
+        };
+        let budget = Budget::new(*self.limits());
+        let mut handles = Vec::new();
+        for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
+            let (mut handle, fetched) = fetch.await.map_err(join_error)??;
+            if let Some(root) = &rootfs {
                 progress.scanning(format!(
                     "unpacking layer {} of {}",
-                    *i + 1,
+                    i + 1,
                     image.layers.len()
                 ));
                 let mut attempt = 0;
@@ -621,10 +625,10 @@ impl Run<'_> {
                     attempt += 1;
                     let check = LayerCheck {
                         path: handle.path().to_path_buf(),
-                        format: layer_format(&image.layers[*i].media_type),
+                        format: layer_format(&image.layers[i].media_type),
                         digest: digest.clone(),
-                        size: *size,
-                        diff_id: image.diff_ids[*i].clone(),
+                        size,
+                        diff_id: image.diff_ids[i].clone(),
                     };
                     let checkpoint = budget.checkpoint();
                     let result = self.unpack(root.clone(), check, budget.clone()).await?;
@@ -636,27 +640,22 @@ impl Run<'_> {
                         Err(f)
                             if f.cache_suspect
                                 && attempt == 1
-                                && !self.cache.verify(handle, true).await? =>
+                                && !self.cache.verify(&handle, true).await? =>
                         {
-                            self.cache.invalidate(digest);
+                            self.cache.invalidate(&digest);
                             budget.rewind(checkpoint);
-                            *handle = self.fetch_now(digest, *size, &progress).await?.0;
+                            handle = self.fetch_now(&digest, size, &progress).await?.0;
                         }
                         Err(f) => return Err(f.error),
                     }
                 }
                 progress.layer_done();
+            } else if !fetched && !self.cache.verify(&handle, false).await? {
+                self.cache.invalidate(&digest);
+                handle = self.fetch_now(&digest, size, &progress).await?.0;
             }
-            Some(root)
-        } else {
-            for (_, digest, size, handle, fetched) in &mut handles {
-                if !*fetched && !self.cache.verify(handle, false).await? {
-                    self.cache.invalidate(digest);
-                    *handle = self.fetch_now(digest, *size, &progress).await?.0;
-                }
-            }
-            None
-        };
+            handles.push((digest, handle));
+        }
         let layout_dir = base.join("layout");
         let layout_ref = self
             .target
@@ -667,7 +666,7 @@ impl Run<'_> {
         {
             let mut blobs: Vec<(&str, &Path)> =
                 vec![(image.config_digest, image.config_handle.path())];
-            for (_, digest, _, handle, _) in &handles {
+            for (digest, handle) in &handles {
                 blobs.push((digest.as_str(), handle.path()));
             }
             let platform = image.leaf.index_platform.clone().or_else(|| {
