@@ -238,7 +238,9 @@ pub fn ensure_masked(matched: &str) -> String {
 pub fn findings(report: &Report) -> Vec<Finding> {
     let mut out = Vec::new();
     for result in &report.results {
-        let target_path = if result.class == "os-pkgs" {
+        // OS package results are named after the image; aggregated language results after the
+        // language (`Node.js`, with each package's own PkgPath); lockfile results after the file.
+        let target_path = if result.class == "os-pkgs" || !result.target.contains('/') {
             String::new()
         } else {
             image_path(&result.target)
