@@ -153,7 +153,10 @@ async fn debian_image_reports_os_npm_and_cargo_cves() {
     assert_eq!(lodash.package_type, "node-pkg");
     assert_eq!(lodash.purl, "pkg:npm/lodash@4.17.20");
     assert_eq!(lodash.path, "/app/node_modules/lodash/package.json");
-    assert_eq!(lodash.vendor_attributes["trivy.vendor_ids"], GHSA_NPM_LODASH);
+    assert_eq!(
+        lodash.vendor_attributes["trivy.vendor_ids"],
+        GHSA_NPM_LODASH
+    );
     let smallvec = &v[&key(CVE_CARGO_SMALLVEC, "smallvec")];
     assert_eq!(
         (
@@ -209,7 +212,11 @@ async fn secrets_are_reported_with_the_match_masked() {
         "vulnerabilities are still reported"
     );
     assert!(
-        adapter.info().capabilities.iter().any(|c| c.kind == "secret"),
+        adapter
+            .info()
+            .capabilities
+            .iter()
+            .any(|c| c.kind == "secret"),
         "secret capability advertised"
     );
 }
@@ -252,7 +259,15 @@ async fn sbom_in_cyclonedx_and_spdx_lists_the_fixture_packages() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    for pkg in ["libssl3", "zlib1g", "tar", "base-files", "lodash", "minimist", "smallvec"] {
+    for pkg in [
+        "libssl3",
+        "zlib1g",
+        "tar",
+        "base-files",
+        "lodash",
+        "minimist",
+        "smallvec",
+    ] {
         assert!(names.contains(&pkg), "{pkg} missing from {names:?}");
     }
 
@@ -283,7 +298,10 @@ async fn sbom_in_cyclonedx_and_spdx_lists_the_fixture_packages() {
 
     // An unknown SBOM format fails that report type only, with INVALID_ARGUMENT.
     let out = adapter
-        .scan_image(&input, &sbom_ctx(&w, "bad", Some("application/x-unknown-sbom")))
+        .scan_image(
+            &input,
+            &sbom_ctx(&w, "bad", Some("application/x-unknown-sbom")),
+        )
         .await
         .expect("the scan itself succeeds");
     assert_eq!(vulns(&out.findings).len(), 4);
@@ -356,6 +374,10 @@ async fn missing_or_corrupt_db_is_not_ready_and_fails_with_failed_precondition()
         .await
         .expect_err("broken DB");
     assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(
+        err.message().contains("trivy exited"),
+        "trivy itself refused: {err:?}"
+    );
 }
 
 /// A fake trivy for fault injection: answers `--version`, and otherwise records its pid and the
@@ -526,7 +548,10 @@ async fn concurrent_scans_share_a_bounded_number_of_trivy_processes() {
     let started = Instant::now();
     let results =
         futures::future::join_all(ctxs.iter().map(|ctx| adapter.scan_image(&input, ctx))).await;
-    eprintln!("3 scans, 1 trivy process at a time: {:?}", started.elapsed());
+    eprintln!(
+        "3 scans, 1 trivy process at a time: {:?}",
+        started.elapsed()
+    );
     for r in results {
         assert_eq!(vulns(&r.expect("scan").findings).len(), 3);
     }
@@ -594,7 +619,10 @@ async fn a_failed_db_download_keeps_the_old_db() {
     config.skip_db_update = false;
     config.trivy_timeout = Duration::from_secs(60);
     let adapter = TrivyAdapter::new(config);
-    let err = adapter.update_db().await.expect_err("nothing listens on port 1");
+    let err = adapter
+        .update_db()
+        .await
+        .expect_err("nothing listens on port 1");
     eprintln!("download error: {err}");
     assert_eq!(adapter.readiness().await, Readiness::Ready);
     assert_eq!(

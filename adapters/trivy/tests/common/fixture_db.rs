@@ -201,7 +201,13 @@ pub fn vulnerability_details() -> Vec<(&'static str, Value)> {
         ),
         (
             CVE_DEBIAN_ZLIB_WONTFIX,
-            detail("zlib minor issue", "MEDIUM", json!({"nvd": 2}), json!({}), &[]),
+            detail(
+                "zlib minor issue",
+                "MEDIUM",
+                json!({"nvd": 2}),
+                json!({}),
+                &[],
+            ),
         ),
         (
             CVE_DEBIAN_TAR_ALREADY_FIXED,
@@ -229,7 +235,13 @@ pub fn vulnerability_details() -> Vec<(&'static str, Value)> {
         ),
         (
             CVE_NPM_MINIMIST_ALREADY_FIXED,
-            detail("minimist bug", "CRITICAL", json!({"ghsa": 4}), json!({}), &[]),
+            detail(
+                "minimist bug",
+                "CRITICAL",
+                json!({"ghsa": 4}),
+                json!({}),
+                &[],
+            ),
         ),
     ]
 }

@@ -25,7 +25,10 @@ pub fn trivy_bin() -> PathBuf {
     }
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(out) = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .output()
     {
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -37,15 +40,16 @@ pub fn trivy_bin() -> PathBuf {
         candidates.extend(std::env::split_paths(&paths).map(|d| d.join("trivy")));
     }
     for c in candidates {
-        let ok = Command::new(&c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Version: 0.76"));
+        let ok = Command::new(&c).arg("--version").output().is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Version: 0.76")
+        });
         if ok {
             return c;
         }
     }
-    panic!("trivy 0.76 not found (looked in the Python scripts directory and on PATH): install it with `{INSTALL}`");
+    panic!(
+        "trivy 0.76 not found (looked in the Python scripts directory and on PATH): install it with `{INSTALL}`"
+    );
 }
 
 /// One test's world: a temp dir with trivy's cache (holding a fixture DB) and scratch space.
@@ -99,7 +103,9 @@ impl World {
     /// Writes `artifact` as an OCI layout (tag `scan`) and returns the input the SDK would hand over.
     pub fn layout(&self, name: &str, artifact: &Artifact) -> ImageInput {
         let dir = self.dir.path().join("layouts").join(name);
-        artifact.write_oci_layout(&dir, "scan").expect("write layout");
+        artifact
+            .write_oci_layout(&dir, "scan")
+            .expect("write layout");
         image_input(&dir, "scan", artifact)
     }
 
