@@ -24,3 +24,36 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     sidescan_sdk::serve_with(TrivyAdapter::new(cli.trivy), cli.server)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn adapter_and_sdk_flags_do_not_clash() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "sidescan-trivy",
+            "--trivy-cache-dir",
+            "/var/cache/trivy",
+            "--cache-dir",
+            "/var/cache/sidescan",
+            "--trivy-timeout",
+            "2m",
+            "--default-timeout",
+            "5m",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.trivy.trivy_cache_dir,
+            std::path::Path::new("/var/cache/trivy")
+        );
+        assert_eq!(
+            cli.server.cache_dir,
+            std::path::Path::new("/var/cache/sidescan")
+        );
+    }
+}

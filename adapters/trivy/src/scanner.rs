@@ -516,6 +516,10 @@ impl Scanner for TrivyAdapter {
 
     async fn readiness(&self) -> Readiness {
         self.schedule_db_update_if_due();
+        let bin = &self.inner.config.trivy_bin;
+        if find_executable(bin).is_none() {
+            return Readiness::NotReady(format!("trivy executable {} not found", bin.display()));
+        }
         if let Err(e) = self.trivy_version().await {
             return Readiness::NotReady(e.to_string());
         }
@@ -553,4 +557,18 @@ impl Scanner for TrivyAdapter {
     ) -> Result<ScanFindings, Error> {
         Ok(self.scan(image, ctx).await?)
     }
+}
+
+/// Resolves `bin` like a shell: a path with a `/` as is, a bare name on `PATH`. `None` when no
+/// such file exists (checked on every readiness poll, so a removed binary makes the plugin
+/// NotReady even after its version was remembered).
+pub fn find_executable(bin: &Path) -> Option<std::path::PathBuf> {
+    if bin.components().count() > 1 || bin.is_absolute() {
+        return bin.is_file().then(|| bin.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(bin))
+            .find(|p| p.is_file())
+    })
 }

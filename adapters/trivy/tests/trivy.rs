@@ -331,6 +331,19 @@ async fn missing_binary_is_not_ready_and_fails_with_failed_precondition() {
 }
 
 #[tokio::test]
+async fn a_binary_removed_after_start_makes_the_plugin_not_ready() {
+    let w = World::with_db(UPDATED_AT);
+    let copy = w.dir.path().join("trivy-copy");
+    std::os::unix::fs::symlink(common::trivy_bin(), &copy).expect("symlink");
+    let mut config = w.config(&[]);
+    config.trivy_bin = copy.clone();
+    let adapter = TrivyAdapter::new(config);
+    assert_eq!(adapter.readiness().await, Readiness::Ready);
+    std::fs::remove_file(&copy).expect("remove");
+    assert!(matches!(adapter.readiness().await, Readiness::NotReady(_)));
+}
+
+#[tokio::test]
 async fn missing_or_corrupt_db_is_not_ready_and_fails_with_failed_precondition() {
     let w = World::empty();
     let adapter = w.adapter(&[]);
@@ -495,6 +508,7 @@ async fn engine_version_and_properties_follow_the_db() {
     assert_eq!(props["trivy.db.version"], "2");
     assert_eq!(props["trivy.db.updated_at"], UPDATED_AT);
     assert_eq!(props["trivy.db.next_update"], "2999-01-01T00:00:00Z");
+    assert!(sidescan_trivy::scanner::find_executable(std::path::Path::new("sh")).is_some());
 
     fixture_db::write_metadata(&w.db_dir(), "2024-06-01T00:00:00Z");
     let v2 = adapter.engine_version().await.expect("engine version");
