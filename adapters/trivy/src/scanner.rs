@@ -1,0 +1,574 @@
+//! [`TrivyAdapter`]: the [`Scanner`] implementation.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sidescan_proto::mime;
+use sidescan_sdk::prelude::*;
+use sidescan_sdk::{Phase, ProgressEvent, ReportDocument};
+use tokio::sync::{Mutex, OnceCell, RwLock, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TrivyConfig;
+use crate::db::{self, DbMetadata};
+use crate::error::TrivyError;
+use crate::process;
+use crate::report;
+
+/// Notice code: Trivy detected no OS, so no OS package was checked for vulnerabilities.
+pub const NOTICE_OS_NOT_DETECTED: &str = "os-not-detected";
+/// Notice code: the image's OS is past its end of life; advisories may be incomplete.
+pub const NOTICE_OS_END_OF_LIFE: &str = "os-end-of-life";
+
+/// Result of [`TrivyAdapter::update_db`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUpdate {
+    /// A new DB was downloaded and is now in use.
+    Updated(DbMetadata),
+    /// Another update was already running; this one did nothing.
+    AlreadyRunning,
+    /// `--skip-db-update` is set: the adapter never downloads.
+    Disabled,
+}
+
+struct Inner {
+    config: TrivyConfig,
+    /// Bounds concurrent Trivy processes (`--max-trivy-processes`).
+    processes: Semaphore,
+    /// Scans hold it shared; replacing the DB directory holds it exclusively.
+    db_lock: RwLock<()>,
+    /// Held while a DB download runs: updates never overlap.
+    updating: Mutex<()>,
+    /// When the last DB download was started (periodic updates).
+    last_update: std::sync::Mutex<Option<Instant>>,
+    /// `trivy --version`, once known.
+    version: OnceCell<String>,
+    /// Cancels background DB downloads when the adapter is dropped.
+    shutdown: CancellationToken,
+    /// Unique names for staging directories.
+    staging_seq: AtomicU64,
+}
+
+/// The Trivy scanner plugin: runs `trivy image` on the SDK's verified OCI layout.
+///
+/// Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct TrivyAdapter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TrivyAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrivyAdapter")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TrivyAdapter {
+    /// An adapter with `config`. Starts nothing: the first [`Scanner::readiness`] poll checks the
+    /// binary and the DB and, when allowed, starts DB downloads.
+    pub fn new(config: TrivyConfig) -> Self {
+        let permits = usize::try_from(config.max_trivy_processes.max(1)).unwrap_or(1);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                processes: Semaphore::new(permits),
+                db_lock: RwLock::new(()),
+                updating: Mutex::new(()),
+                last_update: std::sync::Mutex::new(None),
+                version: OnceCell::new(),
+                shutdown: CancellationToken::new(),
+                staging_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrivyConfig {
+        &self.inner.config
+    }
+
+    /// Trivy's version (`0.76.0`), from `trivy --version`; remembered once known.
+    pub async fn trivy_version(&self) -> Result<String, TrivyError> {
+        self.inner
+            .version
+            .get_or_try_init(|| async {
+                let out = self
+                    .run_trivy(
+                        vec!["--version".into()],
+                        Duration::from_secs(30),
+                        &CancellationToken::new(),
+                    )
+                    .await?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix("Version:"))
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| {
+                        TrivyError::BadOutput(format!("no version in `trivy --version`: {text:?}"))
+                    })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The vulnerability DB's metadata, if the DB is usable.
+    pub fn db_metadata(&self) -> Result<DbMetadata, TrivyError> {
+        db::check(&self.inner.config.db_dir())
+    }
+
+    /// Downloads a fresh vulnerability DB (`trivy image --download-db-only`) into a staging
+    /// directory and swaps it in while no scan runs. Never overlaps itself: a call while another
+    /// runs returns [`DbUpdate::AlreadyRunning`] at once.
+    pub async fn update_db(&self) -> Result<DbUpdate, TrivyError> {
+        let cfg = &self.inner.config;
+        if cfg.skip_db_update {
+            return Ok(DbUpdate::Disabled);
+        }
+        let Ok(_running) = self.inner.updating.try_lock() else {
+            return Ok(DbUpdate::AlreadyRunning);
+        };
+        if let Ok(mut last) = self.inner.last_update.lock() {
+            *last = Some(Instant::now());
+        }
+        let seq = self.inner.staging_seq.fetch_add(1, Ordering::Relaxed);
+        let staging = cfg
+            .trivy_cache_dir
+            .join(format!(".staging-{}-{seq}", std::process::id()));
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| TrivyError::io(format!("creating {}", staging.display()), e))?;
+        let result = self.download_into(&staging).await;
+        let result = match result {
+            Ok(()) => {
+                let _exclusive = self.inner.db_lock.write().await;
+                db::replace(&staging.join("db"), &cfg.db_dir()).and_then(|()| self.db_metadata())
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&staging);
+        match &result {
+            Ok(meta) => tracing::info!(updated_at = %meta.updated_at, "trivy DB updated"),
+            Err(e) => tracing::warn!(error = %e, "trivy DB update failed"),
+        }
+        result.map(DbUpdate::Updated)
+    }
+
+    async fn download_into(&self, staging: &Path) -> Result<(), TrivyError> {
+        let cfg = &self.inner.config;
+        let mut args: Vec<OsString> = vec![
+            "image".into(),
+            "--download-db-only".into(),
+            "--cache-dir".into(),
+            staging.as_os_str().to_owned(),
+            "--no-progress".into(),
+            "--skip-version-check".into(),
+            "--disable-telemetry".into(),
+        ];
+        if !cfg.db_repository.is_empty() {
+            args.push("--db-repository".into());
+            args.push(cfg.db_repository.join(",").into());
+        }
+        if !cfg.java_db_repository.is_empty() {
+            args.push("--java-db-repository".into());
+            args.push(cfg.java_db_repository.join(",").into());
+        }
+        let _permit = self
+            .inner
+            .processes
+            .acquire()
+            .await
+            .map_err(|_| TrivyError::Cancelled)?;
+        self.run_trivy(args, cfg.trivy_timeout, &self.inner.shutdown)
+            .await
+            .map(|_| ())
+    }
+
+    /// Starts a background DB download when one is due: no usable DB yet, or
+    /// `--db-update-interval` has passed since the last one. Does nothing with `--skip-db-update`
+    /// or while a download runs. Needs a Tokio runtime.
+    pub fn schedule_db_update_if_due(&self) {
+        let cfg = &self.inner.config;
+        if cfg.skip_db_update || !cfg.wants_db() {
+            return;
+        }
+        let last = self.inner.last_update.lock().ok().and_then(|l| *l);
+        let due = match (last, cfg.db_update_interval) {
+            // Never tried: download when there is no usable DB, or when periodic updates are on.
+            (None, interval) => interval.is_some() || self.db_metadata().is_err(),
+            (Some(at), Some(interval)) => at.elapsed() >= interval,
+            // Tried once without an interval: retry a missing DB every 10 minutes.
+            (Some(at), None) => {
+                self.db_metadata().is_err() && at.elapsed() >= Duration::from_secs(600)
+            }
+        };
+        if !due || self.inner.updating.try_lock().is_err() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.update_db().await;
+        });
+    }
+
+    /// Flags every `trivy image` run shares: offline, no self-updates, the configured scanners
+    /// and filters.
+    fn scan_args(&self) -> Vec<OsString> {
+        let cfg = &self.inner.config;
+        let mut args: Vec<OsString> = vec![
+            "image".into(),
+            "--cache-dir".into(),
+            cfg.trivy_cache_dir.as_os_str().to_owned(),
+            // Layer results are not cached between runs: a file-system cache is a bbolt file
+            // that concurrent Trivy processes would fight over.
+            "--cache-backend".into(),
+            "memory".into(),
+            "--skip-db-update".into(),
+            "--skip-java-db-update".into(),
+            "--skip-check-update".into(),
+            "--skip-version-check".into(),
+            "--skip-vex-repo-update".into(),
+            "--disable-telemetry".into(),
+            "--no-progress".into(),
+            // No ignore file or secret config picked up from the working directory.
+            "--ignorefile=".into(),
+            "--secret-config=".into(),
+            "--timeout".into(),
+            format!("{}ms", cfg.trivy_timeout.as_millis().max(1)).into(),
+        ];
+        if cfg.offline_scan {
+            args.push("--offline-scan".into());
+        }
+        if !cfg.db_repository.is_empty() {
+            args.push("--db-repository".into());
+            args.push(cfg.db_repository.join(",").into());
+        }
+        if !cfg.java_db_repository.is_empty() {
+            args.push("--java-db-repository".into());
+            args.push(cfg.java_db_repository.join(",").into());
+        }
+        args
+    }
+
+    /// Flags that change which findings a scan reports (part of the engine version).
+    fn result_flags(&self) -> Vec<OsString> {
+        let cfg = &self.inner.config;
+        let mut args: Vec<OsString> = vec![
+            "--scanners".into(),
+            cfg.scanner_list()
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
+        ];
+        let severities = cfg.severity_list();
+        if !severities.is_empty() {
+            args.push("--severity".into());
+            args.push(
+                severities
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into(),
+            );
+        }
+        if cfg.ignore_unfixed {
+            args.push("--ignore-unfixed".into());
+        }
+        args
+    }
+
+    async fn run_trivy(
+        &self,
+        args: Vec<OsString>,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<process::RunOutput, TrivyError> {
+        let cfg = &self.inner.config;
+        process::run(
+            &cfg.trivy_bin,
+            &args,
+            timeout,
+            cancel,
+            cfg.stderr_tail_bytes,
+        )
+        .await
+    }
+
+    /// One `trivy image` run on `image` writing `format` to `output`, within the process bound.
+    async fn run_image(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+        mut extra: Vec<OsString>,
+        output: &Path,
+    ) -> Result<(), TrivyError> {
+        let mut args = self.scan_args();
+        args.append(&mut extra);
+        args.push("--output".into());
+        args.push(output.as_os_str().to_owned());
+        args.push("--input".into());
+        let mut target = image.layout_dir.as_os_str().to_owned();
+        target.push(":");
+        target.push(&image.layout_ref);
+        args.push(target);
+
+        let _permit = tokio::select! {
+            permit = self.inner.processes.acquire() => permit.map_err(|_| TrivyError::Cancelled)?,
+            () = ctx.cancel.cancelled() => return Err(TrivyError::Cancelled),
+        };
+        let started = Instant::now();
+        let result = self
+            .run_trivy(args, self.inner.config.trivy_timeout, &ctx.cancel)
+            .await;
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "trivy image run"
+        );
+        result.map(|_| ())
+    }
+
+    /// Scans `image`: findings and notices from the JSON report, plus the SBOM document when
+    /// requested. Errors are the adapter's own; [`Scanner::scan_image`] maps them.
+    pub async fn scan(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, TrivyError> {
+        let cfg = &self.inner.config;
+        self.trivy_version().await?;
+        let _shared = self.inner.db_lock.read().await;
+        if cfg.wants_db() {
+            self.db_metadata()?;
+        }
+        ctx.progress
+            .report(ProgressEvent::phase(Phase::Scanning, "trivy image"));
+        let json_path = ctx.scratch_dir().join("trivy-report.json");
+        let mut extra = self.result_flags();
+        extra.extend(["--format".into(), "json".into(), "--list-all-pkgs".into()]);
+        self.run_image(image, ctx, extra, &json_path).await?;
+        let raw = tokio::fs::read(&json_path)
+            .await
+            .map_err(|e| TrivyError::io(format!("reading {}", json_path.display()), e))?;
+        let parsed = report::parse(&raw)?;
+
+        let mut out = ScanFindings {
+            findings: report::findings(&parsed),
+            ..ScanFindings::default()
+        };
+        if cfg.wants_db() {
+            match &parsed.metadata.os {
+                None => out.notices.push(Notice::new(
+                    NOTICE_OS_NOT_DETECTED,
+                    "Trivy detected no operating system: OS packages were not checked for vulnerabilities",
+                )),
+                Some(os) if os.eosl => out.notices.push(Notice::new(
+                    NOTICE_OS_END_OF_LIFE,
+                    format!(
+                        "{} {} is past its end of life: advisories may be missing",
+                        os.family, os.name
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+
+        if ctx.wants_report(mime::SBOM_REPORT) {
+            let doc = self.sbom(image, ctx).await;
+            if let Err(TrivyError::Cancelled | TrivyError::Timeout(_)) = &doc {
+                // The scan as a whole is out of time, not just this report type.
+                return doc.map(|_| out);
+            }
+            out.documents.insert(
+                mime::normalize(mime::SBOM_REPORT),
+                doc.map_err(sidescan_sdk::Error::from),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Renders the SBOM in the media type the request's `sbom_media_type` parameter asks for
+    /// (CycloneDX JSON by default, or SPDX JSON). The SBOM is the package inventory: a second
+    /// `trivy image` run with `--format cyclonedx` / `spdx-json`, which does no vulnerability
+    /// scan (vulnerabilities are in the vulnerability report).
+    async fn sbom(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+    ) -> Result<ReportDocument, TrivyError> {
+        let params = ctx
+            .report_types
+            .get(&mime::normalize(mime::SBOM_REPORT))
+            .cloned()
+            .unwrap_or_default();
+        let (media_type, format) = sbom_format(&params)?;
+        let path = ctx.scratch_dir().join(format!("trivy-sbom.{format}.json"));
+        self.run_image(image, ctx, vec!["--format".into(), format.into()], &path)
+            .await?;
+        let content = tokio::fs::read(&path)
+            .await
+            .map_err(|e| TrivyError::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_slice::<serde_json::Value>(&content)
+            .map_err(|e| TrivyError::BadOutput(format!("{format} SBOM is not JSON: {e}")))?;
+        Ok(ReportDocument {
+            media_type: media_type.to_owned(),
+            content,
+        })
+    }
+}
+
+/// The SBOM media type and Trivy `--format` for a request's SBOM parameters.
+pub fn sbom_format(
+    params: &BTreeMap<String, String>,
+) -> Result<(&'static str, &'static str), TrivyError> {
+    let wanted = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(mime::SBOM_MEDIA_TYPE_PARAMETER))
+        .map(|(_, v)| mime::normalize(v.trim_matches('"')));
+    match wanted.as_deref() {
+        None | Some("") => Ok((mime::CYCLONEDX_JSON, "cyclonedx")),
+        Some(m) if m == mime::CYCLONEDX_JSON => Ok((mime::CYCLONEDX_JSON, "cyclonedx")),
+        Some(m) if m == mime::SPDX_JSON => Ok((mime::SPDX_JSON, "spdx-json")),
+        Some(other) => Err(TrivyError::InvalidArgument(format!(
+            "unsupported {} {other:?}: expected {} or {}",
+            mime::SBOM_MEDIA_TYPE_PARAMETER,
+            mime::CYCLONEDX_JSON,
+            mime::SPDX_JSON
+        ))),
+    }
+}
+
+#[sidescan_sdk::async_trait]
+impl Scanner for TrivyAdapter {
+    fn info(&self) -> ScannerInfo {
+        let mut capabilities = vec![Capability {
+            kind: "vulnerability".into(),
+            produces: vec![mime::VULNERABILITY_REPORT.into()],
+            ..Capability::default()
+        }];
+        if self
+            .inner
+            .config
+            .scanner_list()
+            .contains(&crate::config::TrivyScanner::Secret)
+        {
+            capabilities.push(Capability {
+                kind: "secret".into(),
+                produces: vec![mime::VULNERABILITY_REPORT.into()],
+                ..Capability::default()
+            });
+        }
+        capabilities.push(Capability {
+            kind: "sbom".into(),
+            produces: vec![mime::SBOM_REPORT.into()],
+            ..Capability::default()
+        });
+        ScannerInfo {
+            name: "sidescan-trivy".into(),
+            vendor: "sidescan".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities,
+        }
+    }
+
+    fn input(&self) -> Input {
+        Input::WholeImage { rootfs: false }
+    }
+
+    async fn properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        if let Ok(v) = self.trivy_version().await {
+            props.insert("trivy.version".into(), v);
+        }
+        props.insert(
+            "trivy.scanners".into(),
+            self.inner
+                .config
+                .scanner_list()
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        if let Ok(meta) = self.db_metadata() {
+            props.insert("trivy.db.version".into(), meta.version.to_string());
+            props.insert("trivy.db.updated_at".into(), meta.updated_at);
+            props.insert("trivy.db.next_update".into(), meta.next_update);
+            props.insert("trivy.db.downloaded_at".into(), meta.downloaded_at);
+        }
+        props
+    }
+
+    async fn readiness(&self) -> Readiness {
+        self.schedule_db_update_if_due();
+        let bin = &self.inner.config.trivy_bin;
+        if find_executable(bin).is_none() {
+            return Readiness::NotReady(format!("trivy executable {} not found", bin.display()));
+        }
+        if let Err(e) = self.trivy_version().await {
+            return Readiness::NotReady(e.to_string());
+        }
+        if self.inner.config.wants_db()
+            && let Err(e) = self.db_metadata()
+        {
+            return Readiness::NotReady(e.to_string());
+        }
+        Readiness::Ready
+    }
+
+    async fn engine_version(&self) -> Result<String, Error> {
+        let mut parts = vec![format!("trivy={}", self.trivy_version().await?)];
+        if self.inner.config.wants_db() {
+            let meta = self.db_metadata()?;
+            parts.push(format!("db=v{}@{}", meta.version, meta.updated_at));
+        }
+        let flags = self
+            .result_flags()
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        parts.push(flags);
+        if self.inner.config.offline_scan {
+            parts.push("--offline-scan".into());
+        }
+        Ok(parts.join(";"))
+    }
+
+    async fn scan_image(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        Ok(self.scan(image, ctx).await?)
+    }
+}
+
+/// Resolves `bin` like a shell: a path with a `/` as is, a bare name on `PATH`. `None` when no
+/// such file exists (checked on every readiness poll, so a removed binary makes the plugin
+/// NotReady even after its version was remembered).
+pub fn find_executable(bin: &Path) -> Option<std::path::PathBuf> {
+    if bin.components().count() > 1 || bin.is_absolute() {
+        return bin.is_file().then(|| bin.to_owned());
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(bin))
+            .find(|p| p.is_file())
+    })
+}
