@@ -290,12 +290,29 @@ impl FromStr for Platform {
 }
 
 /// A report document a plugin renders itself (e.g. an SBOM), for one requested report type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportDocument {
     /// Media type of `content`, e.g. `application/spdx+json`.
     pub media_type: String,
-    /// The document.
+    /// The document (stored as base64 in the result cache).
+    #[serde(with = "base64_bytes")]
     pub content: Vec<u8>,
+}
+
+/// Serde for byte buffers as base64 strings (compact in the JSON result cache).
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a plugin found in one layer, blob or image.

@@ -537,6 +537,41 @@ async fn whole_image_gets_layout_and_rootfs_with_whiteouts() {
     assert_eq!(out.findings.findings.len(), 1);
     assert!(!layout.exists(), "scratch dir not removed");
     assert!(scratch_is_empty(dir.path()));
+
+    // Same image, same engine: answered from the image result cache, the scanner is not called.
+    *rec.image_seen.lock().unwrap() = None;
+    let again = p
+        .scan(&scanner, &job(&reg, "team/app:v2"), &ctx())
+        .await
+        .unwrap();
+    assert!(
+        rec.image_seen.lock().unwrap().is_none(),
+        "cache hit still scanned"
+    );
+    assert_eq!(again.findings.findings, out.findings.findings);
+    // A new engine version (e.g. a DB update) is a new key: scanned again.
+    *rec.engine.lock().unwrap() = "engine-2".into();
+    p.scan(&scanner, &job(&reg, "team/app:v2"), &ctx())
+        .await
+        .unwrap();
+    assert!(
+        rec.image_seen.lock().unwrap().is_some(),
+        "stale result served after an engine change"
+    );
+    // Other report types are another key as well.
+    *rec.image_seen.lock().unwrap() = None;
+    let mut sbom_ctx = ctx();
+    sbom_ctx.report_types.insert(
+        "application/vnd.security.sbom.report+json; version=1.0".into(),
+        Default::default(),
+    );
+    p.scan(&scanner, &job(&reg, "team/app:v2"), &sbom_ctx)
+        .await
+        .unwrap();
+    assert!(
+        rec.image_seen.lock().unwrap().is_some(),
+        "result for other report types reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,11 @@
 //!   checks, not before a whole-image scanner reads a layout blob.
 //!
 //! The result cache stores a per-layer scanner's [`ScanFindings`] as JSON under
-//! `<cache_dir>/results/<sha256 of (scanner, version, engine version, layer digest)>.json`.
+//! `<cache_dir>/results/<sha256 of (scanner, version, engine version, layer digest)>.json`, and a
+//! whole-image scanner's [`CachedImageResult`] under
+//! `<sha256 of (scanner, version, engine version, manifest digest, report types, rootfs)>.json`.
+//! A new engine version (signature set, vulnerability DB) changes every key, so no result from an
+//! older engine state is served.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -395,22 +399,85 @@ pub(crate) fn result_key(scanner: &str, version: &str, engine: &str, layer_diges
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
 }
 
-/// A cached per-layer result, if present and readable.
-pub(crate) async fn load_result(dir: &Path, key: &str) -> Option<ScanFindings> {
+/// What a whole-image scan produced, as cached: findings, notices and the plugin's documents.
+/// Results whose documents include a failure are not cached (the failure may be transient).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CachedImageResult {
+    pub(crate) findings: ScanFindings,
+    pub(crate) documents: std::collections::BTreeMap<String, crate::model::ReportDocument>,
+}
+
+impl CachedImageResult {
+    /// The cacheable form of `findings`, or `None` when a document failed.
+    pub(crate) fn from_findings(findings: &ScanFindings) -> Option<Self> {
+        let documents = findings
+            .documents
+            .iter()
+            .map(|(k, v)| v.clone().ok().map(|doc| (k.clone(), doc)))
+            .collect::<Option<_>>()?;
+        Some(Self {
+            findings: ScanFindings {
+                findings: findings.findings.clone(),
+                notices: findings.notices.clone(),
+                documents: Default::default(),
+            },
+            documents,
+        })
+    }
+
+    /// Back to the plugin's result form.
+    pub(crate) fn into_findings(self) -> ScanFindings {
+        let mut findings = self.findings;
+        findings.documents = self
+            .documents
+            .into_iter()
+            .map(|(k, doc)| (k, Ok(doc)))
+            .collect();
+        findings
+    }
+}
+
+/// Key of a whole-image result: the image manifest digest, the report types asked for (with their
+/// parameters) and whether a rootfs was unpacked, for one scanner version and engine state.
+pub(crate) fn image_result_key(
+    scanner: &str,
+    version: &str,
+    engine: &str,
+    manifest_digest: &str,
+    report_types: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    rootfs: bool,
+) -> String {
+    let key = serde_json::json!([
+        "sidescan-image-result-v1",
+        scanner,
+        version,
+        engine,
+        manifest_digest,
+        report_types,
+        rootfs
+    ]);
+    hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// A cached result (per layer or per image), if present and readable.
+pub(crate) async fn load_result<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    key: &str,
+) -> Option<T> {
     let bytes = tokio::fs::read(dir.join(format!("{key}.json")))
         .await
         .ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(f) => Some(f),
         Err(e) => {
-            tracing::warn!(%key, error = %e, "unreadable cached layer result; scanning again");
+            tracing::warn!(%key, error = %e, "unreadable cached result; scanning again");
             None
         }
     }
 }
 
-/// Stores a per-layer result (write to temp, rename). Failures are logged, not fatal.
-pub(crate) async fn store_result(dir: &Path, key: &str, findings: &ScanFindings) {
+/// Stores a result (write to temp, rename). Failures are logged, not fatal.
+pub(crate) async fn store_result<T: serde::Serialize>(dir: &Path, key: &str, findings: &T) {
     let Ok(json) = serde_json::to_vec(findings) else {
         return;
     };
@@ -423,7 +490,7 @@ pub(crate) async fn store_result(dir: &Path, key: &str, findings: &ScanFindings)
     .await;
     if let Err(e) = result {
         let _ = tokio::fs::remove_file(&tmp).await;
-        tracing::warn!(%key, error = %e, "cannot store layer result");
+        tracing::warn!(%key, error = %e, "cannot store scan result");
     }
 }
 

@@ -571,7 +571,36 @@ impl Run<'_> {
         }
     }
 
+    /// Whole-image scan through the image result cache: a hit (same scanner, engine version,
+    /// image manifest, report types and rootfs choice) is answered without fetching any layer.
     async fn scan_whole(
+        &self,
+        image: WholeImage<'_>,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let info = self.scanner.info();
+        let engine = self.scanner.engine_version().await?;
+        let key = cache::image_result_key(
+            &info.name,
+            &info.version,
+            &engine,
+            &image.leaf.digest,
+            &ctx.report_types,
+            image.rootfs,
+        );
+        let results = self.cache.results_dir().to_path_buf();
+        if let Some(hit) = cache::load_result::<cache::CachedImageResult>(&results, &key).await {
+            tracing::debug!(manifest = %image.leaf.digest, "image result cache hit");
+            return Ok(hit.into_findings());
+        }
+        let findings = self.scan_whole_uncached(image, ctx).await?;
+        if let Some(cacheable) = cache::CachedImageResult::from_findings(&findings) {
+            cache::store_result(&results, &key, &cacheable).await;
+        }
+        Ok(findings)
+    }
+
+    async fn scan_whole_uncached(
         &self,
         image: WholeImage<'_>,
         ctx: &ScanContext,
