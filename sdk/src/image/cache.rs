@@ -635,7 +635,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = result_key("s", "1", "db-1", "sha256:aa");
         assert_ne!(key, result_key("s", "1", "db-2", "sha256:aa"));
-        assert!(load_result::<ScanFindings>(dir.path(), &key).await.is_none());
+        assert!(
+            load_result::<ScanFindings>(dir.path(), &key)
+                .await
+                .is_none()
+        );
         let mut f = ScanFindings::default();
         f.findings.push(crate::model::Finding::new(
             crate::model::FindingKind::Secret,
@@ -643,8 +647,15 @@ mod tests {
             crate::model::Severity::High,
         ));
         store_result(dir.path(), &key, &f).await;
-        assert_eq!(load_result::<ScanFindings>(dir.path(), &key).await.unwrap(), f);
+        assert_eq!(
+            load_result::<ScanFindings>(dir.path(), &key).await.unwrap(),
+            f
+        );
         std::fs::write(dir.path().join(format!("{key}.json")), b"{broken").unwrap();
-        assert!(load_result::<ScanFindings>(dir.path(), &key).await.is_none());
+        assert!(
+            load_result::<ScanFindings>(dir.path(), &key)
+                .await
+                .is_none()
+        );
     }
 }

@@ -1,0 +1,171 @@
+//! The hostile corpus through the SDK's image pipeline: every case gets its documented status code
+//! or a successful scan (with a notice where something was skipped), nothing is written outside
+//! the scan's scratch dir, nothing outside is deleted, and the scratch dir is removed afterwards.
+//! Each case runs twice: streamed layer by layer, and unpacked into a rootfs for a whole-image
+//! scanner.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sidescan_sdk::Limits;
+use sidescan_sdk::pipeline::{Pipeline, PipelineOptions, ScanJob};
+use sidescan_sdk::prelude::*;
+use sidescan_tests::fake_registry::FakeRegistry;
+use sidescan_tests::hostile::{self, Expected, HostileCase};
+use tokio::io::AsyncReadExt;
+
+/// Reads every file of every layer, or looks at the unpacked rootfs.
+struct Reader {
+    input: Input,
+}
+
+#[sidescan_sdk::async_trait]
+impl Scanner for Reader {
+    fn info(&self) -> ScannerInfo {
+        ScannerInfo {
+            name: "hostile-reader".into(),
+            version: "1".into(),
+            ..ScannerInfo::default()
+        }
+    }
+
+    fn input(&self) -> Input {
+        self.input
+    }
+
+    async fn scan_layer(
+        &self,
+        layer: &mut Layer,
+        _ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        while let Some(mut entry) = layer.next_entry().await? {
+            assert!(
+                entry.path.starts_with('/'),
+                "entry path not absolute: {entry:?}"
+            );
+            assert!(
+                !entry.path.split('/').any(|c| c == ".."),
+                "entry path escapes: {entry:?}"
+            );
+            let mut sink = Vec::new();
+            entry.read_to_end(&mut sink).await?;
+        }
+        Ok(ScanFindings::default())
+    }
+
+    async fn scan_image(
+        &self,
+        image: &ImageInput,
+        _ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let root = image.rootfs.as_ref().expect("rootfs requested");
+        assert!(
+            root.starts_with(_ctx.scratch_dir()),
+            "rootfs outside the scratch dir"
+        );
+        Ok(ScanFindings::default())
+    }
+}
+
+/// Limits below the corpus's bombs (1 GiB gzip bomb, 100k-entry tar bomb, 8 MiB file).
+fn options(dir: &Path) -> PipelineOptions {
+    PipelineOptions {
+        cache_dir: dir.join("cache"),
+        cache_max_bytes: 1 << 30,
+        scratch_root: dir.join("scratch"),
+        limits: Limits {
+            max_uncompressed_bytes: 256 << 20,
+            max_entries: 20_000,
+            max_file_bytes: 4 << 20,
+            ..Limits::default()
+        },
+        allowed_registries: Vec::new(),
+    }
+}
+
+async fn run_case(case: &HostileCase, registry: &FakeRegistry, input: Input) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scratch")).unwrap();
+    let pipeline = Pipeline::new(options(dir.path())).unwrap();
+    let scanner: Arc<dyn Scanner> = Arc::new(Reader { input });
+    let job = ScanJob {
+        image: format!("hostile/{}:1", case.name),
+        registry_url: registry.url(),
+        ..ScanJob::default()
+    };
+    let ctx = ScanContext::new(case.name, dir.path().join("scratch"));
+    let outcome = pipeline.scan(&scanner, &job, &ctx).await;
+
+    let mut problems = Vec::new();
+    match (&case.expected, &outcome) {
+        (Expected::Fails(codes), Err(err)) if !codes.contains(&err.code()) => {
+            problems.push(format!(
+                "wanted one of {codes:?}, got {:?}: {}",
+                err.code(),
+                err.message()
+            ))
+        }
+        (Expected::Fails(codes), Ok(_)) => {
+            problems.push(format!("wanted one of {codes:?}, the scan succeeded"))
+        }
+        (Expected::SkippedWithNotice, Ok(out)) if out.findings.notices.is_empty() => {
+            problems.push("skipped content but the report has no notice".into())
+        }
+        (Expected::SkippedWithNotice | Expected::Confined | Expected::Succeeds, Err(err)) => {
+            problems.push(format!(
+                "wanted success, got {:?}: {}",
+                err.code(),
+                err.message()
+            ))
+        }
+        _ => {}
+    }
+    let scratch = dir.path().join("scratch");
+    let leaked = hostile::find_canaries(&[&scratch]);
+    if !leaked.is_empty() {
+        problems.push(format!("wrote outside its root: {leaked:?}"));
+    }
+    if !hostile::whiteout_victim_survived() {
+        problems.push("a whiteout deleted a file outside the root".into());
+    }
+    let left: Vec<_> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    if !left.is_empty() {
+        problems.push(format!("scratch dir not cleaned: {left:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_case_gets_its_documented_outcome_and_nothing_escapes() {
+    let corpus = hostile::corpus();
+    assert!(corpus.len() >= 15, "the corpus must have at least 15 cases");
+    hostile::remove_canaries(&[]);
+    hostile::create_whiteout_victim();
+    let registry = FakeRegistry::start();
+    for case in corpus {
+        registry.add(&format!("hostile/{}", case.name), "1", &case.artifact);
+    }
+    let mut failures = Vec::new();
+    for case in corpus {
+        for input in [Input::PerLayer, Input::WholeImage { rootfs: true }] {
+            if let Err(problem) = run_case(case, &registry, input).await {
+                failures.push(format!("{} ({input:?}): {problem}", case.name));
+            }
+            hostile::remove_canaries(&[]);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} hostile case runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
