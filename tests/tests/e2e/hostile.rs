@@ -4,96 +4,34 @@
 //! Each case runs twice: streamed layer by layer, and unpacked into a rootfs for a whole-image
 //! scanner.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use sidescan_sdk::Limits;
-use sidescan_sdk::pipeline::{Pipeline, PipelineOptions, ScanJob};
+use sidescan_sdk::pipeline::ScanJob;
 use sidescan_sdk::prelude::*;
 use sidescan_tests::fake_registry::FakeRegistry;
 use sidescan_tests::hostile::{self, Expected, HostileCase};
-use tokio::io::AsyncReadExt;
 
-/// Reads every file of every layer, or looks at the unpacked rootfs.
-struct Reader {
-    input: Input,
-}
-
-#[sidescan_sdk::async_trait]
-impl Scanner for Reader {
-    fn info(&self) -> ScannerInfo {
-        ScannerInfo {
-            name: "hostile-reader".into(),
-            version: "1".into(),
-            ..ScannerInfo::default()
-        }
-    }
-
-    fn input(&self) -> Input {
-        self.input
-    }
-
-    async fn scan_layer(
-        &self,
-        layer: &mut Layer,
-        _ctx: &ScanContext,
-    ) -> Result<ScanFindings, Error> {
-        while let Some(mut entry) = layer.next_entry().await? {
-            assert!(
-                entry.path.starts_with('/'),
-                "entry path not absolute: {entry:?}"
-            );
-            assert!(
-                !entry.path.split('/').any(|c| c == ".."),
-                "entry path escapes: {entry:?}"
-            );
-            let mut sink = Vec::new();
-            entry.read_to_end(&mut sink).await?;
-        }
-        Ok(ScanFindings::default())
-    }
-
-    async fn scan_image(
-        &self,
-        image: &ImageInput,
-        _ctx: &ScanContext,
-    ) -> Result<ScanFindings, Error> {
-        let root = image.rootfs.as_ref().expect("rootfs requested");
-        assert!(
-            root.starts_with(_ctx.scratch_dir()),
-            "rootfs outside the scratch dir"
-        );
-        Ok(ScanFindings::default())
-    }
-}
+use crate::support;
 
 /// Limits below the corpus's bombs (1 GiB gzip bomb, 100k-entry tar bomb, 8 MiB file).
-fn options(dir: &Path) -> PipelineOptions {
-    PipelineOptions {
-        cache_dir: dir.join("cache"),
-        cache_max_bytes: 1 << 30,
-        scratch_root: dir.join("scratch"),
-        limits: Limits {
-            max_uncompressed_bytes: 256 << 20,
-            max_entries: 20_000,
-            max_file_bytes: 4 << 20,
-            ..Limits::default()
-        },
-        allowed_registries: Vec::new(),
+fn limits() -> Limits {
+    Limits {
+        max_uncompressed_bytes: 256 << 20,
+        max_entries: 20_000,
+        max_file_bytes: 4 << 20,
+        ..Limits::default()
     }
 }
 
 async fn run_case(case: &HostileCase, registry: &FakeRegistry, input: Input) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("scratch")).unwrap();
-    let pipeline = Pipeline::new(options(dir.path())).unwrap();
-    let scanner: Arc<dyn Scanner> = Arc::new(Reader { input });
+    let pipeline = support::pipeline(dir.path(), limits());
+    let scanner = support::reader(input);
     let job = ScanJob {
         image: format!("hostile/{}:1", case.name),
         registry_url: registry.url(),
         ..ScanJob::default()
     };
-    let ctx = ScanContext::new(case.name, dir.path().join("scratch"));
+    let ctx = support::context(dir.path());
     let outcome = pipeline.scan(&scanner, &job, &ctx).await;
 
     let mut problems = Vec::new();

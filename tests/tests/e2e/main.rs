@@ -2,5 +2,7 @@
 //! One test binary with shared helpers from `sidescan_tests`; module names say what broke.
 
 mod hostile;
+mod registry;
 mod scan;
 mod server;
+mod support;

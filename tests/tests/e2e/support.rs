@@ -1,0 +1,96 @@
+//! Shared pieces of the in-process pipeline tests: a scanner that reads everything, and pipeline
+//! options in a temp dir.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sidescan_sdk::Limits;
+use sidescan_sdk::pipeline::{Pipeline, PipelineOptions};
+use sidescan_sdk::prelude::*;
+use tokio::io::AsyncReadExt;
+
+/// Reads every entry of every layer (per-layer), or checks the unpacked rootfs (whole image);
+/// reports nothing. Asserts the SDK's promises about paths and scratch dirs.
+pub struct Reader {
+    /// How the SDK feeds it.
+    pub input: Input,
+}
+
+#[sidescan_sdk::async_trait]
+impl Scanner for Reader {
+    fn info(&self) -> ScannerInfo {
+        ScannerInfo {
+            name: "e2e-reader".into(),
+            version: "1".into(),
+            ..ScannerInfo::default()
+        }
+    }
+
+    fn input(&self) -> Input {
+        self.input
+    }
+
+    async fn scan_layer(
+        &self,
+        layer: &mut Layer,
+        _ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        while let Some(mut entry) = layer.next_entry().await? {
+            assert!(
+                entry.path.starts_with('/'),
+                "entry path not absolute: {entry:?}"
+            );
+            assert!(
+                !entry.path.split('/').any(|c| c == ".."),
+                "entry path escapes: {entry:?}"
+            );
+            let mut sink = Vec::new();
+            entry.read_to_end(&mut sink).await?;
+        }
+        Ok(ScanFindings::default())
+    }
+
+    async fn scan_image(
+        &self,
+        image: &ImageInput,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        if let Some(root) = &image.rootfs {
+            assert!(
+                root.starts_with(ctx.scratch_dir()),
+                "rootfs outside the scratch dir"
+            );
+        }
+        Ok(ScanFindings::default())
+    }
+}
+
+/// A reader scanner behind the trait object the pipeline takes.
+pub fn reader(input: Input) -> Arc<dyn Scanner> {
+    Arc::new(Reader { input })
+}
+
+/// A pipeline with its cache and scratch dirs in `dir` and the given limits.
+pub fn pipeline(dir: &Path, limits: Limits) -> Pipeline {
+    std::fs::create_dir_all(dir.join("scratch")).expect("scratch dir");
+    Pipeline::new(PipelineOptions {
+        cache_dir: dir.join("cache"),
+        cache_max_bytes: 1 << 30,
+        scratch_root: dir.join("scratch"),
+        limits,
+        allowed_registries: Vec::new(),
+    })
+    .expect("pipeline")
+}
+
+/// A scan context whose scratch dir is `dir/scratch`.
+pub fn context(dir: &Path) -> ScanContext {
+    ScanContext::new("e2e", dir.join("scratch"))
+}
+
+/// Whether the scratch root under `dir` is empty (every scan removed its scratch dir).
+pub fn scratch_is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("scratch"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
