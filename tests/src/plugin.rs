@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub use rustix::process::Signal;
 use sidescan_proto::v1::scan_client::ScanClient;
 use tonic::transport::{Channel, Endpoint};
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::process::ChildGuard;
 
@@ -133,6 +135,35 @@ impl PluginProcess {
     /// A generated `sidescan.v1.Scan` client over [`Self::channel`].
     pub async fn scan_client(&self) -> ScanClient<Channel> {
         ScanClient::new(self.channel().await)
+    }
+
+    /// The plugin's `grpc.health.v1` status for the `sidescan.v1.Scan` service (over TCP).
+    pub async fn health(&self) -> ServingStatus {
+        let response = HealthClient::new(self.channel().await)
+            .check(HealthCheckRequest {
+                service: sidescan_proto::SCAN_SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health check of {}: {e}", self.addr));
+        ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown)
+    }
+
+    /// Waits until [`Self::health`] is `want` (10 s at most); panics with the plugin's log
+    /// otherwise. Scans are refused with UNAVAILABLE until a plugin is serving.
+    pub async fn wait_for_health(&self, want: ServingStatus) {
+        let started = Instant::now();
+        loop {
+            let status = self.health().await;
+            if status == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "health stayed {status:?}, wanted {want:?}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends `signal` to the plugin process.

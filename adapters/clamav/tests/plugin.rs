@@ -3,40 +3,14 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sidescan_proto::v1 as pb;
 use sidescan_tests::clamd::ClamdProcess;
-use sidescan_tests::plugin::PluginProcess;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use sidescan_tests::plugin::{PluginProcess, ServingStatus};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sidescan-clamav"))
-}
-
-async fn wait_for_status(plugin: &PluginProcess, want: ServingStatus) {
-    let channel = plugin.channel().await;
-    let started = Instant::now();
-    loop {
-        let status = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest {
-                service: sidescan_proto::SCAN_SERVICE_NAME.into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner()
-            .status;
-        if status == want as i32 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "health stayed {status}, wanted {want:?}; log:\n{}",
-            plugin.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -46,7 +20,7 @@ async fn metadata_and_health_follow_clamd() {
         binary(),
         &["--clamd", &clamd.unix_addr(), "--malware-severity", "high"],
     );
-    wait_for_status(&plugin, ServingStatus::Serving).await;
+    plugin.wait_for_health(ServingStatus::Serving).await;
 
     let meta = plugin
         .scan_client()
@@ -87,10 +61,10 @@ async fn metadata_and_health_follow_clamd() {
 
     let started = Instant::now();
     clamd.kill();
-    wait_for_status(&plugin, ServingStatus::NotServing).await;
+    plugin.wait_for_health(ServingStatus::NotServing).await;
     let down = started.elapsed();
     clamd.restart();
-    wait_for_status(&plugin, ServingStatus::Serving).await;
+    plugin.wait_for_health(ServingStatus::Serving).await;
     eprintln!(
         "health NOT_SERVING {down:?} after clamd was killed, SERVING again {:?} after",
         started.elapsed()
