@@ -20,18 +20,19 @@ pub struct PluginProcess {
     dir: tempfile::TempDir,
 }
 
-/// Path of a binary of this workspace built by the same `cargo test` run (test binaries live in
-/// `target/<profile>/deps/`, binaries one level up, examples in `examples/`). Panics with the
-/// build command when it is missing.
+/// Path of a binary of this workspace built by the same cargo run, found next to the running
+/// executable: test binaries live in `target/<profile>/deps/`, binaries (`sidescan-demo` among
+/// them) in `target/<profile>/`, examples in `target/<profile>/examples/`. Panics with the build
+/// command when it is missing.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    [profile_dir.join(name), profile_dir.join("examples").join(name)]
+    let exe = std::env::current_exe().expect("path of the running executable");
+    let exe_dir = exe.parent().expect("executable lives in a directory");
+    let profile_dirs = [Some(exe_dir), exe_dir.parent()];
+    profile_dirs
         .into_iter()
-        .find(|p| p.exists())
+        .flatten()
+        .flat_map(|dir| [dir.join(name), dir.join("examples").join(name)])
+        .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
                 "{name} not found next to {}: build it first (`cargo build --workspace --all-targets --examples`)",
