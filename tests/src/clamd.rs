@@ -49,6 +49,8 @@ pub struct ClamdOptions {
     pub max_threads: Option<u32>,
     /// `LogClean yes`: one log line per clean file too, so tests can count what clamd scanned.
     pub log_clean: bool,
+    /// More `clamd.conf` lines, as is (e.g. `DisableCache yes`).
+    pub extra_config: Vec<String>,
 }
 
 impl Default for ClamdOptions {
@@ -59,6 +61,7 @@ impl Default for ClamdOptions {
             max_scan_size: None,
             max_threads: None,
             log_clean: false,
+            extra_config: Vec::new(),
         }
     }
 }
@@ -111,6 +114,9 @@ pub fn config(dir: &Path, port: u16, options: &ClamdOptions) -> String {
         if let Some(value) = value {
             let _ = writeln!(conf, "{key} {value}");
         }
+    }
+    for line in &options.extra_config {
+        let _ = writeln!(conf, "{line}");
     }
     conf
 }

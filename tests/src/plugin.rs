@@ -113,6 +113,11 @@ impl PluginProcess {
         }
     }
 
+    /// The plugin's process id (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// The plugin's private temp dir (its cache and scratch root).
     pub fn dir(&self) -> &Path {
         self.dir.path()
