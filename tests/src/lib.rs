@@ -8,9 +8,10 @@
 //! |---|---|
 //! | [`registry`] | [`registry::Registry`]: a real `docker-registry` process (anonymous, htpasswd, bearer token with an in-process [`registry::TokenServer`]) |
 //! | [`fake_registry`] | [`fake_registry::FakeRegistry`]: in-memory read API with faults (wrong bytes, truncation, 5xx N times, stalls, dribble, 401/403/404) and request counters |
-//! | [`fixtures`] | deterministic [`fixtures::Layer`]s, [`fixtures::Image`]s, [`fixtures::Index`]es and ready-made images (clean, EICAR, whiteouts, multi-arch, secret, Docker, zstd, Falco artifact, large file) |
+//! | [`fixtures`] | deterministic [`fixtures::Layer`]s, [`fixtures::Image`]s, [`fixtures::Index`]es and ready-made images (clean, EICAR, whiteouts, multi-arch, secret, Docker, zstd, Falco artifact, large file, EICAR in a zip) |
 //! | [`hostile`] | the hostile corpus: each [`hostile::HostileCase`] has a name, a description and the [`hostile::Expected`] outcome |
 //! | [`oci`] | [`oci::Blob`], [`oci::Artifact`] (push / serve / write as OCI layout), [`oci::Platform`], media types |
+//! | [`clamd`] | [`clamd::ClamdProcess`]: a real clamd on a Unix socket and 127.0.0.1 with test signatures (EICAR hash, a body marker) written in its temp dir |
 //! | [`client`] | [`client::RegistryClient`]: push and read back, raw/bogus uploads, Basic and Bearer token flow |
 //! | [`plugin`] | [`plugin::PluginProcess`]: a plugin binary of this workspace on 127.0.0.1 or a Unix socket, stopped by PID |
 //! | [`process`] | [`process::ChildGuard`] (SIGTERM, 3 s, SIGKILL on drop), [`process::free_port`], [`process::wait_for_tcp`] |
@@ -31,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod clamd;
 pub mod client;
 pub mod fake_registry;
 pub mod fixtures;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub use rustix::process::Signal;
 use sidescan_proto::v1::scan_client::ScanClient;
 use tonic::transport::{Channel, Endpoint};
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::process::ChildGuard;
 
@@ -18,18 +20,19 @@ pub struct PluginProcess {
     dir: tempfile::TempDir,
 }
 
-/// Path of a binary of this workspace built by the same `cargo test` run (test binaries live in
-/// `target/<profile>/deps/`, binaries one level up, examples in `examples/`). Panics with the
-/// build command when it is missing.
+/// Path of a binary of this workspace built by the same cargo run, found next to the running
+/// executable: test binaries live in `target/<profile>/deps/`, binaries (`sidescan-demo` among
+/// them) in `target/<profile>/`, examples in `target/<profile>/examples/`. Panics with the build
+/// command when it is missing.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    [profile_dir.join(name), profile_dir.join("examples").join(name)]
+    let exe = std::env::current_exe().expect("path of the running executable");
+    let exe_dir = exe.parent().expect("executable lives in a directory");
+    let profile_dirs = [Some(exe_dir), exe_dir.parent()];
+    profile_dirs
         .into_iter()
-        .find(|p| p.exists())
+        .flatten()
+        .flat_map(|dir| [dir.join(name), dir.join("examples").join(name)])
+        .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
                 "{name} not found next to {}: build it first (`cargo build --workspace --all-targets --examples`)",
@@ -110,6 +113,11 @@ impl PluginProcess {
         }
     }
 
+    /// The plugin's process id (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// The plugin's private temp dir (its cache and scratch root).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -133,6 +141,35 @@ impl PluginProcess {
     /// A generated `sidescan.v1.Scan` client over [`Self::channel`].
     pub async fn scan_client(&self) -> ScanClient<Channel> {
         ScanClient::new(self.channel().await)
+    }
+
+    /// The plugin's `grpc.health.v1` status for the `sidescan.v1.Scan` service (over TCP).
+    pub async fn health(&self) -> ServingStatus {
+        let response = HealthClient::new(self.channel().await)
+            .check(HealthCheckRequest {
+                service: sidescan_proto::SCAN_SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("health check of {}: {e}", self.addr));
+        ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown)
+    }
+
+    /// Waits until [`Self::health`] is `want` (10 s at most); panics with the plugin's log
+    /// otherwise. Scans are refused with UNAVAILABLE until a plugin is serving.
+    pub async fn wait_for_health(&self, want: ServingStatus) {
+        let started = Instant::now();
+        loop {
+            let status = self.health().await;
+            if status == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "health stayed {status:?}, wanted {want:?}; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Sends `signal` to the plugin process.

@@ -1,9 +1,6 @@
 //! The clamd side of sidescan-clamav against a real clamd (and a fake one that hangs): protocol,
 //! verdicts, size limits and the SCAN fallback, outages, timeouts, cancellation and readiness.
 
-#[path = "support/clamd.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,9 +9,10 @@ use sidescan_clamav::{
 };
 use sidescan_sdk::model::notice_codes;
 use sidescan_sdk::{FindingKind, Readiness, ScanContext, Scanner, Severity};
-use support::{
-    BODY_MARKER, BODY_SIGNATURE, ClamdOptions, ClamdProcess, EICAR, EICAR_SIGNATURE, stored_zip,
+use sidescan_tests::clamd::{
+    BODY_MARKER, BODY_SIGNATURE, ClamdOptions, ClamdProcess, EICAR_SIGNATURE,
 };
+use sidescan_tests::fixtures::{EICAR, stored_zip};
 use tokio::sync::mpsc;
 
 fn addr(s: &str) -> ClamdAddr {
@@ -175,6 +173,7 @@ async fn max_file_size_limit_becomes_a_notice() {
     let clamd = ClamdProcess::start_with(&ClamdOptions {
         stream_max_length: "4M".into(),
         max_file_size: Some("1M".into()),
+        ..ClamdOptions::default()
     });
     let data = filler(1536 << 10);
     let verdict = client(&clamd.unix_addr())
