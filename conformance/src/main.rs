@@ -46,10 +46,10 @@ struct Cli {
     #[arg(long)]
     tls_domain: Option<String>,
     /// Run only cases matching this pattern (substring or regex); repeatable.
-    #[arg(long)]
+    #[arg(long, global = true)]
     focus: Vec<String>,
     /// Skip cases matching this pattern (substring or regex); repeatable.
-    #[arg(long)]
+    #[arg(long, global = true)]
     skip: Vec<String>,
     /// Write JUnit XML results to this file.
     #[arg(long)]

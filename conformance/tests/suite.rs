@@ -95,3 +95,78 @@ async fn a_nonconforming_plugin_fails_the_right_cases() {
         Some(Outcome::Skipped(reason)) if reason.contains("malware")
     ));
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_sidescan-conformance");
+
+#[test]
+fn the_binary_lists_cases_and_prints_its_versions() {
+    let out = std::process::Command::new(BIN)
+        .args(["list", "--focus", "registry/", "--skip", "credentials"])
+        .output()
+        .expect("run the binary");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.contains(sidescan_conformance::VERSION), "{header}");
+    assert!(header.contains("sidescan.v1"), "{header}");
+    let names: Vec<&str> = lines.filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(
+        names.contains(&"registry/missing-tag-is-not-found"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("registry/") && !n.contains("credentials"))
+    );
+    // Regex focus.
+    let out = std::process::Command::new(BIN)
+        .args(["list", "--focus", "^robustness/hostile-(gzip|tar)-bomb$"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
+    let plugin = BadPlugin::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let junit = dir.path().join("results.xml");
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "--endpoint",
+            &plugin.url(),
+            "--focus=-is-not-found$",
+            "--junit",
+        ])
+        .arg(&junit)
+        .output()
+        .await
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  registry/missing-tag-is-not-found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("expected NOT_FOUND, got INTERNAL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 passed, 3 failed, 0 skipped, 0 errors"),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit file");
+    assert!(xml.contains("failures=\"3\""), "{xml}");
+    assert!(xml.contains("name=\"missing-tag-is-not-found\""), "{xml}");
+}
+
+#[test]
+fn the_binary_refuses_to_run_without_an_endpoint() {
+    let out = std::process::Command::new(BIN)
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+}
