@@ -170,3 +170,41 @@ fn the_binary_refuses_to_run_without_an_endpoint() {
         .expect("run the binary");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixtures_pushed_to_a_real_registry_with_credentials() {
+    use sidescan_conformance::{FixtureSource, Selection};
+    use sidescan_tests::registry::{Auth, Registry};
+    let registry = tokio::task::spawn_blocking(|| Registry::start(Auth::htpasswd()))
+        .await
+        .expect("start docker-registry");
+    let (user, password) = registry.credentials().expect("htpasswd credentials");
+    let plugin = SdkPlugin::start().await;
+    let mut config = Config::new(plugin.url());
+    config.fixtures = FixtureSource::Registry {
+        url: registry.url(),
+        credentials: Some((user.to_string(), password.to_string())),
+    };
+    config.selection = Selection::new(
+        &[
+            "semantics/".into(),
+            "is-not-found$".into(),
+            "registry/bad-credentials".into(),
+            "consistency/platform-selection".into(),
+        ],
+        &[],
+    )
+    .expect("patterns");
+    let report = run(&config, |r| println!("{}", r.line()))
+        .await
+        .expect("the suite runs");
+    plugin.stop().await;
+    assert!(report.success(), "{}", report.summary_line());
+    assert_eq!(report.passed(), 10, "{}", report.summary_line());
+    // Fault injection needs the embedded registry.
+    assert!(matches!(
+        report.outcome("registry/bad-credentials-are-unauthenticated"),
+        Some(Outcome::Skipped(reason)) if reason.contains("embedded")
+    ));
+    drop(registry);
+}
