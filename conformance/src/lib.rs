@@ -360,3 +360,25 @@ pub async fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_takes_substrings_and_regexes() {
+        let s = Selection::new(
+            &["registry/".into(), "^limits/.*entries".into()],
+            &["auth".into()],
+        )
+        .expect("patterns");
+        assert!(s.selects("registry/missing-tag-is-not-found"));
+        assert!(s.selects("limits/entries-over-limit-is-resource-exhausted"));
+        assert!(!s.selects("registry/auth-x"));
+        assert!(!s.selects("semantics/clean-image-has-no-findings"));
+        // Not a valid regex: still a substring pattern.
+        let s = Selection::new(&["hostile-(".into()], &[]).expect("patterns");
+        assert!(s.selects("robustness/hostile-(x"));
+        assert!(Selection::default().selects("anything"));
+    }
+}

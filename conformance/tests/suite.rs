@@ -138,6 +138,8 @@ async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
             "--endpoint",
             &plugin.url(),
             "--focus=-is-not-found$",
+            "--fixture-listen",
+            "127.0.0.1:0",
             "--junit",
         ])
         .arg(&junit)
