@@ -519,6 +519,12 @@ impl PluginClient {
         })
     }
 
+    /// The underlying channel, for other services (e.g. reflection) or raw calls on the same
+    /// connection. It carries no per-call timeout or request id.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The generated gRPC client on this connection, for anything this type does not wrap.
     pub fn raw(&self) -> ScanClient<Channel> {
         ScanClient::new(self.channel.clone())

@@ -133,13 +133,19 @@ impl Default for FakeRegistry {
 impl FakeRegistry {
     /// Starts an empty fake registry on 127.0.0.1:0.
     pub fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0")
+    }
+
+    /// Starts an empty fake registry on `addr` (e.g. `127.0.0.1:5000`); errors when the
+    /// address cannot be bound.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let state = Arc::new(State::default());
         let st = state.clone();
-        let server = HttpServer::start("fake-registry", move |req| -> BoxFut {
+        let server = HttpServer::start_on("fake-registry", addr, move |req| -> BoxFut {
             let st = st.clone();
             Box::pin(async move { handle(st, req).await })
-        });
-        Self { server, state }
+        })?;
+        Ok(Self { server, state })
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -43,15 +43,24 @@ impl HttpServer {
     where
         F: Fn(Request<Incoming>) -> BoxFut + Send + Sync + 'static,
     {
+        Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0)), handler)
+            .expect("bind 127.0.0.1:0")
+    }
+
+    /// Binds `addr` and serves every request with `handler`; errors when the address cannot
+    /// be bound.
+    pub fn start_on<F>(name: &str, addr: SocketAddr, handler: F) -> std::io::Result<Self>
+    where
+        F: Fn(Request<Incoming>) -> BoxFut + Send + Sync + 'static,
+    {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name(format!("sidescan-{name}"))
             .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("local addr");
+            .build()?;
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
         let handler = Arc::new(handler);
         rt.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
@@ -71,7 +80,7 @@ impl HttpServer {
                 });
             }
         });
-        Self { addr, rt: Some(rt) }
+        Ok(Self { addr, rt: Some(rt) })
     }
 
     /// The bound address.

@@ -1,0 +1,212 @@
+//! Runs the conformance suite against a conforming plugin built on the SDK and against a
+//! deliberately non-conforming one, and checks the binary's CLI.
+
+mod support;
+
+use std::time::Duration;
+
+use sidescan_conformance::{Config, Outcome, RunReport, run};
+use support::nonconforming::BadPlugin;
+use support::sdk_plugin::SdkPlugin;
+
+async fn run_suite(endpoint: &str) -> RunReport {
+    let mut config = Config::new(endpoint);
+    config.case_timeout = Duration::from_secs(90);
+    run(&config, |r| println!("{}", r.line()))
+        .await
+        .expect("the suite runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_plugin_passes_every_case_that_applies() {
+    let plugin = SdkPlugin::start().await;
+    let report = run_suite(plugin.url()).await;
+    println!("{}", report.summary_line());
+    plugin.stop().await;
+    assert!(report.cases.len() >= 40, "{} cases ran", report.cases.len());
+    assert_eq!(
+        report.failed_names(),
+        Vec::<&str>::new(),
+        "{}",
+        report.summary_line()
+    );
+    assert_eq!(report.errors(), 0, "{}", report.summary_line());
+    // The malware cases apply to this plugin; the artifact case does not.
+    assert_eq!(
+        report.outcome("semantics/eicar-is-a-malware-finding"),
+        Some(&Outcome::Passed)
+    );
+    assert!(matches!(
+        report.outcome("limits/image-bytes-over-limit-is-resource-exhausted"),
+        Some(Outcome::Passed)
+    ));
+}
+
+/// The cases the non-conforming plugin must fail, and why (see `support/nonconforming.rs`).
+const NONCONFORMING_FAILURES: &[&str] = &[
+    // It validates nothing: bad input goes to the registry, 404 comes back as INTERNAL, and a
+    // request that happens to resolve is scanned as if it were valid.
+    "input/empty-reference-is-invalid-argument",
+    "input/malformed-reference-is-invalid-argument",
+    "input/bad-digest-is-invalid-argument",
+    "input/short-digest-is-invalid-argument",
+    "input/bad-tag-is-invalid-argument",
+    "input/platform-without-architecture-is-invalid-argument",
+    "input/malformed-platform-is-invalid-argument",
+    "input/unknown-report-type-is-invalid-argument",
+    "input/host-mismatch-is-invalid-argument",
+    // INTERNAL for NOT_FOUND.
+    "registry/missing-repository-is-not-found",
+    "registry/missing-tag-is-not-found",
+    "registry/missing-digest-is-not-found",
+    // Clean when the pull fails.
+    "registry/bad-credentials-are-unauthenticated",
+    "registry/missing-credentials-are-unauthenticated",
+    "registry/forbidden-is-permission-denied",
+    "registry/unreachable-is-unavailable",
+    "registry/server-error-is-unavailable",
+    // No digest verification, no media-type check.
+    "registry/corrupt-blob-is-data-loss",
+    "registry/corrupt-manifest-is-data-loss",
+    "registry/truncated-blob-is-not-clean",
+    "registry/non-image-artifact-is-failed-precondition",
+    // The pull runs on after the deadline.
+    "deadlines/work-stops-when-deadline-passes",
+    // Hostile content that must never pass as clean.
+    "robustness/hostile-wrong-layer-digest",
+    "robustness/hostile-wrong-diff-id",
+    "robustness/hostile-truncated-blob",
+    "robustness/hostile-index-loop",
+    "robustness/hostile-config-not-json",
+    "robustness/hostile-not-a-tar",
+    "robustness/hostile-not-gzip",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonconforming_plugin_fails_the_right_cases() {
+    let plugin = BadPlugin::start().await;
+    let report = run_suite(&plugin.url()).await;
+    println!("{}", report.summary_line());
+    assert_eq!(report.errors(), 0, "{}", report.summary_line());
+    assert_eq!(report.failed_names(), NONCONFORMING_FAILURES);
+    // No malware capability: the EICAR case is skipped with the reason.
+    assert!(matches!(
+        report.outcome("semantics/eicar-is-a-malware-finding"),
+        Some(Outcome::Skipped(reason)) if reason.contains("malware")
+    ));
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_sidescan-conformance");
+
+#[test]
+fn the_binary_lists_cases_and_prints_its_versions() {
+    let out = std::process::Command::new(BIN)
+        .args(["list", "--focus", "registry/", "--skip", "credentials"])
+        .output()
+        .expect("run the binary");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.contains(sidescan_conformance::VERSION), "{header}");
+    assert!(header.contains("sidescan.v1"), "{header}");
+    let names: Vec<&str> = lines.filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(
+        names.contains(&"registry/missing-tag-is-not-found"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("registry/") && !n.contains("credentials"))
+    );
+    // Regex focus.
+    let out = std::process::Command::new(BIN)
+        .args(["list", "--focus", "^robustness/hostile-(gzip|tar)-bomb$"])
+        .output()
+        .expect("run the binary");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
+    let plugin = BadPlugin::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let junit = dir.path().join("results.xml");
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "--endpoint",
+            &plugin.url(),
+            "--focus=-is-not-found$",
+            "--fixture-listen",
+            "127.0.0.1:0",
+            "--junit",
+        ])
+        .arg(&junit)
+        .output()
+        .await
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  registry/missing-tag-is-not-found"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("expected NOT_FOUND, got INTERNAL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 passed, 3 failed, 0 skipped, 0 errors"),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("junit file");
+    assert!(xml.contains("failures=\"3\""), "{xml}");
+    assert!(xml.contains("name=\"missing-tag-is-not-found\""), "{xml}");
+}
+
+#[test]
+fn the_binary_refuses_to_run_without_an_endpoint() {
+    let out = std::process::Command::new(BIN)
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixtures_pushed_to_a_real_registry_with_credentials() {
+    use sidescan_conformance::{FixtureSource, Selection};
+    use sidescan_tests::registry::{Auth, Registry};
+    let registry = tokio::task::spawn_blocking(|| Registry::start(Auth::htpasswd()))
+        .await
+        .expect("start docker-registry");
+    let (user, password) = registry.credentials().expect("htpasswd credentials");
+    let plugin = SdkPlugin::start().await;
+    let mut config = Config::new(plugin.url());
+    config.fixtures = FixtureSource::Registry {
+        url: registry.url(),
+        credentials: Some((user.to_string(), password.to_string())),
+    };
+    config.selection = Selection::new(
+        &[
+            "semantics/".into(),
+            "is-not-found$".into(),
+            "registry/bad-credentials".into(),
+            "consistency/platform-selection".into(),
+        ],
+        &[],
+    )
+    .expect("patterns");
+    let report = run(&config, |r| println!("{}", r.line()))
+        .await
+        .expect("the suite runs");
+    plugin.stop().await;
+    assert!(report.success(), "{}", report.summary_line());
+    assert_eq!(report.passed(), 10, "{}", report.summary_line());
+    // Fault injection needs the embedded registry.
+    assert!(matches!(
+        report.outcome("registry/bad-credentials-are-unauthenticated"),
+        Some(Outcome::Skipped(reason)) if reason.contains("embedded")
+    ));
+    drop(registry);
+}

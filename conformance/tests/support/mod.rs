@@ -1,0 +1,4 @@
+//! Plugins the suite is checked against.
+
+pub mod nonconforming;
+pub mod sdk_plugin;

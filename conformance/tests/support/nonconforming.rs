@@ -1,0 +1,232 @@
+//! A deliberately NON-conforming plugin: a small tonic server that reports clean when the pull
+//! fails, answers INTERNAL for a missing manifest, validates nothing, never verifies digests, and
+//! keeps pulling after the caller's deadline (the work runs in a detached task). The suite must
+//! fail it.
+
+use std::pin::Pin;
+
+use sha2::Digest as _;
+use sidescan_proto::mime;
+use sidescan_proto::v1::scan_server::{Scan, ScanServer};
+use sidescan_proto::v1::{
+    Capability, GetMetadataRequest, GetMetadataResponse, Image, ReportStatus,
+    ScanImageStreamResponse, ScanReport, ScanRequest, ScanResponse, Scanner, Summary, TypedReport,
+    scan_image_stream_response::Event,
+};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// The running bad plugin; stops on drop.
+pub struct BadPlugin {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl BadPlugin {
+    /// Starts it on 127.0.0.1 (a free port) in the current runtime.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status(
+                sidescan_proto::SCAN_SERVICE_NAME,
+                tonic_health::ServingStatus::Serving,
+            )
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sidescan_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .expect("reflection");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(health)
+                .add_service(reflection)
+                .add_service(ScanServer::new(Bad))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+                .await;
+        });
+        BadPlugin {
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for BadPlugin {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct Bad;
+
+fn scanner() -> Scanner {
+    Scanner {
+        name: "nonconforming-plugin".into(),
+        vendor: "sidescan conformance tests".into(),
+        version: "0.1.0".into(),
+    }
+}
+
+fn clean(image: Image) -> ScanReport {
+    ScanReport {
+        image: Some(image),
+        scanner: Some(scanner()),
+        summary: Some(Summary::default()),
+        ..Default::default()
+    }
+}
+
+/// Pulls like a naive client: no validation, no verification, errors swallowed.
+async fn pull(request: ScanRequest) -> Result<ScanResponse, Status> {
+    let registry = request.registry.clone().unwrap_or_default();
+    let base = registry.url.trim_end_matches('/').to_string();
+    let (repo, reference) = match request.image.split_once('@') {
+        Some((repo, digest)) => (repo.to_string(), digest.to_string()),
+        None => match request.image.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+            _ => (request.image.clone(), "latest".to_string()),
+        },
+    };
+    let mut image = Image {
+        repository: repo.clone(),
+        tag: reference.clone(),
+        ..Default::default()
+    };
+    let reports = request
+        .report_types
+        .keys()
+        .map(|m| TypedReport {
+            mime_type: m.clone(),
+            status: ReportStatus::Succeeded as i32,
+            document: b"{}".to_vec(),
+            document_media_type: "application/json".into(),
+            ..Default::default()
+        })
+        .collect();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let auth = |r: reqwest::RequestBuilder| {
+        if registry.authorization.is_empty() {
+            r
+        } else {
+            r.header("authorization", registry.authorization.clone())
+        }
+    };
+    let answer = |image: Image, reports| {
+        Ok(ScanResponse {
+            report: Some(clean(image)),
+            reports,
+        })
+    };
+    let manifest = auth(http.get(format!("{base}/v2/{repo}/manifests/{reference}")))
+        .header(
+            "accept",
+            [
+                mime::OCI_MANIFEST,
+                mime::OCI_INDEX,
+                mime::DOCKER_MANIFEST,
+                mime::DOCKER_MANIFEST_LIST,
+            ]
+            .join(", "),
+        )
+        .send()
+        .await;
+    let Ok(manifest) = manifest else {
+        // Unreachable registry: "clean".
+        return answer(image, reports);
+    };
+    if manifest.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(Status::internal("manifest not found"));
+    }
+    if !manifest.status().is_success() {
+        return answer(image, reports);
+    }
+    let media_type = manifest
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Ok(body) = manifest.bytes().await else {
+        return answer(image, reports);
+    };
+    image.digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    image.media_type = media_type;
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let layers = json["layers"].as_array().cloned().unwrap_or_default();
+    for digest in layers.iter().filter_map(|l| l["digest"].as_str()) {
+        if let Ok(blob) = auth(http.get(format!("{base}/v2/{repo}/blobs/{digest}")))
+            .send()
+            .await
+        {
+            let _ = blob.bytes().await;
+        }
+    }
+    answer(image, reports)
+}
+
+#[tonic::async_trait]
+impl Scan for Bad {
+    async fn get_metadata(
+        &self,
+        _: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
+        Ok(Response::new(GetMetadataResponse {
+            scanner: Some(scanner()),
+            api_version: sidescan_proto::API_VERSION.into(),
+            capabilities: vec![Capability {
+                r#type: "vulnerability".into(),
+                consumes_mime_types: vec![mime::OCI_MANIFEST.into()],
+                produces_mime_types: vec![mime::VULNERABILITY_REPORT.into()],
+            }],
+            ..Default::default()
+        }))
+    }
+
+    async fn scan_image(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<ScanResponse>, Status> {
+        // Detached: when the deadline passes tonic drops this future, the pull goes on.
+        let work = tokio::spawn(pull(request.into_inner()));
+        match work.await {
+            Ok(result) => result.map(Response::new),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    type ScanImageStreamStream =
+        Pin<Box<dyn Stream<Item = Result<ScanImageStreamResponse, Status>> + Send>>;
+
+    async fn scan_image_stream(
+        &self,
+        request: Request<ScanRequest>,
+    ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
+        let result = tokio::spawn(pull(request.into_inner()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let event = ScanImageStreamResponse {
+            event: Some(Event::Result(result)),
+        };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(event)))))
+    }
+}
