@@ -210,3 +210,63 @@ async fn fixtures_pushed_to_a_real_registry_with_credentials() {
     ));
     drop(registry);
 }
+
+/// Small limits so that the limit cases apply and run quickly.
+const SMALL_LIMITS: &[&str] = &[
+    "--max-image-size",
+    "4MiB",
+    "--max-file-size",
+    "2MiB",
+    "--max-uncompressed-size",
+    "64MiB",
+    "--max-entries",
+    "20000",
+    "--max-manifest-size",
+    "1MiB",
+    "--max-compression-ratio",
+    "100",
+];
+
+async fn assert_binary_conforms(plugin: &sidescan_tests::plugin::PluginProcess) -> RunReport {
+    plugin
+        .wait_for_health(sidescan_tests::plugin::ServingStatus::Serving)
+        .await;
+    let report = run_suite(&plugin.url()).await;
+    println!("{}", report.summary_line());
+    assert!(report.cases.len() >= 40, "{} cases ran", report.cases.len());
+    assert_eq!(
+        report.failed_names(),
+        Vec::<&str>::new(),
+        "{}\nplugin log:\n{}",
+        report.summary_line(),
+        plugin.logs()
+    );
+    assert_eq!(report.errors(), 0, "{}", report.summary_line());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_example_plugin_binary_passes_every_case_that_applies() {
+    let plugin = sidescan_tests::plugin::PluginProcess::start(
+        &sidescan_tests::plugin::workspace_binary("private_keys"),
+        SMALL_LIMITS,
+    );
+    assert_binary_conforms(&plugin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clamav_adapter_with_a_real_clamd_passes_every_case_that_applies() {
+    let clamd = sidescan_tests::clamd::ClamdProcess::start();
+    let addr = clamd.unix_addr();
+    let args = [&["--clamd", addr.as_str()][..], SMALL_LIMITS].concat();
+    let plugin = sidescan_tests::plugin::PluginProcess::start(
+        &sidescan_tests::plugin::workspace_binary("sidescan-clamav"),
+        &args,
+    );
+    let report = assert_binary_conforms(&plugin).await;
+    assert_eq!(
+        report.outcome("semantics/eicar-is-a-malware-finding"),
+        Some(&Outcome::Passed),
+        "the malware cases apply to the ClamAV adapter"
+    );
+}
