@@ -245,8 +245,9 @@ pub fn findings(report: &Report) -> Vec<Finding> {
         } else {
             image_path(&result.target)
         };
+        let target = stable_target(&report.artifact_name, result);
         for v in &result.vulnerabilities {
-            out.push(vulnerability_finding(result, &target_path, v));
+            out.push(vulnerability_finding(result, &target, &target_path, v));
         }
         for s in &result.secrets {
             out.push(secret_finding(result, s));
@@ -255,7 +256,54 @@ pub fn findings(report: &Report) -> Vec<Finding> {
     out
 }
 
-fn vulnerability_finding(result: &ScanResult, target_path: &str, v: &Vulnerability) -> Finding {
+/// The target as the caller should see it. Trivy names OS-package results after the scanned
+/// artifact, here the SDK's per-scan layout (`/scratch/scan-X/0/layout:ref (alpine 3.22.1)`): a
+/// path that means nothing to the caller and differs on every scan. Such a target becomes the OS
+/// alone (`alpine 3.22.1`); other targets (a lockfile, `Node.js`) are kept as they are.
+pub fn stable_target(artifact_name: &str, result: &ScanResult) -> String {
+    let target = result.target.as_str();
+    if artifact_name.is_empty() {
+        return target.to_owned();
+    }
+    match target.strip_prefix(artifact_name).map(str::trim) {
+        Some(rest) => rest
+            .strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or(rest)
+            .to_owned(),
+        None => target.to_owned(),
+    }
+}
+
+/// Replaces `from` with `to` inside every string of `doc` (an SBOM Trivy wrote): the artifact
+/// name Trivy took from its input path appears as the root component's name, in SPDX's document
+/// name and namespace, and in relationships. Does nothing when `from` is empty.
+pub fn rename_artifact(doc: &mut serde_json::Value, from: &str, to: &str) {
+    if from.is_empty() {
+        return;
+    }
+    match doc {
+        serde_json::Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        serde_json::Value::Array(items) => {
+            for item in items {
+                rename_artifact(item, from, to);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                rename_artifact(item, from, to);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn vulnerability_finding(
+    result: &ScanResult,
+    target: &str,
+    target_path: &str,
+    v: &Vulnerability,
+) -> Finding {
     let mut f = Finding::new(
         FindingKind::Vulnerability,
         &v.vulnerability_id,
@@ -302,7 +350,7 @@ fn vulnerability_finding(result: &ScanResult, target_path: &str, v: &Vulnerabili
     f.package_type = result.kind.clone();
     f.purl = v.pkg_identifier.purl.clone();
     let attrs = &mut f.vendor_attributes;
-    attrs.insert("trivy.target".into(), result.target.clone());
+    attrs.insert("trivy.target".into(), target.to_owned());
     if let Some(ds) = &v.data_source {
         attrs.insert("trivy.data_source".into(), ds.id.clone());
     }
@@ -353,7 +401,7 @@ mod tests {
       "ArtifactName": "/x:alpine",
       "Metadata": {"OS": {"Family": "alpine", "Name": "3.22.1"}, "ImageID": "sha256:c", "DiffIDs": ["sha256:d"]},
       "Results": [
-        {"Target": "x (alpine 3.22.1)", "Class": "os-pkgs", "Type": "alpine",
+        {"Target": "/x:alpine (alpine 3.22.1)", "Class": "os-pkgs", "Type": "alpine",
          "Vulnerabilities": [{
            "VulnerabilityID": "CVE-2024-0001", "PkgName": "libssl3",
            "PkgIdentifier": {"PURL": "pkg:apk/alpine/libssl3@3.3.0-r0?distro=3.22.1"},
@@ -408,6 +456,10 @@ mod tests {
         assert_eq!(v.package_type, "alpine");
         assert!(v.purl.starts_with("pkg:apk/alpine/libssl3"));
         assert_eq!(v.path, "");
+        assert_eq!(
+            v.vendor_attributes["trivy.target"], "alpine 3.22.1",
+            "the scanned layout's path is not the caller's business"
+        );
         let s = &f[1];
         assert_eq!(s.kind, FindingKind::Secret);
         assert_eq!(s.id, "aws-access-key-id");
@@ -416,6 +468,49 @@ mod tests {
         assert_eq!(
             s.vendor_attributes["trivy.match"],
             "AWS_ACCESS_KEY_ID=********************"
+        );
+    }
+
+    #[test]
+    fn targets_named_after_the_scanned_layout_become_the_os() {
+        let result = |target: &str| ScanResult {
+            target: target.into(),
+            ..ScanResult::default()
+        };
+        let artifact = "/scratch/scan-1/0/layout:ref";
+        assert_eq!(
+            stable_target(
+                artifact,
+                &result("/scratch/scan-1/0/layout:ref (debian 12.5)")
+            ),
+            "debian 12.5"
+        );
+        assert_eq!(stable_target(artifact, &result("Node.js")), "Node.js");
+        assert_eq!(
+            stable_target(artifact, &result("app/Cargo.lock")),
+            "app/Cargo.lock"
+        );
+        assert_eq!(
+            stable_target("", &result("x (alpine 3.22.1)")),
+            "x (alpine 3.22.1)"
+        );
+    }
+
+    #[test]
+    fn the_artifact_name_is_replaced_in_every_string() {
+        let mut doc = serde_json::json!({
+            "metadata": {"component": {"name": "/s/scan-1/layout:v1", "type": "container"}},
+            "documentNamespace": "http://trivy.dev/container_image//s/scan-1/layout:v1-1234",
+            "n": [1, "/s/scan-1/layout:v1 (alpine 3.22.1)", "other"],
+        });
+        rename_artifact(&mut doc, "/s/scan-1/layout:v1", "sha256:abc");
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "metadata": {"component": {"name": "sha256:abc", "type": "container"}},
+                "documentNamespace": "http://trivy.dev/container_image/sha256:abc-1234",
+                "n": [1, "sha256:abc (alpine 3.22.1)", "other"],
+            })
         );
     }
 

@@ -100,7 +100,22 @@ impl TrivyAdapter {
     }
 
     /// Trivy's version (`0.76.0`), from `trivy --version`; remembered once known.
+    ///
+    /// The probe runs in a task of its own: a caller that gives up on it (a readiness poll past
+    /// the SDK's time limit, which is the health interval) does not cancel it, so a slow first
+    /// `trivy --version` on a loaded machine still completes and is remembered, instead of being
+    /// restarted and cut short on every poll.
     pub async fn trivy_version(&self) -> Result<String, TrivyError> {
+        if let Some(version) = self.inner.version.get() {
+            return Ok(version.clone());
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.probe_version().await })
+            .await
+            .map_err(|e| TrivyError::BadOutput(format!("`trivy --version` probe failed: {e}")))?
+    }
+
+    async fn probe_version(&self) -> Result<String, TrivyError> {
         self.inner
             .version
             .get_or_try_init(|| async {
@@ -321,10 +336,7 @@ impl TrivyAdapter {
         args.push("--output".into());
         args.push(output.as_os_str().to_owned());
         args.push("--input".into());
-        let mut target = image.layout_dir.as_os_str().to_owned();
-        target.push(":");
-        target.push(&image.layout_ref);
-        args.push(target);
+        args.push(layout_target(image));
 
         let _permit = tokio::select! {
             permit = self.inner.processes.acquire() => permit.map_err(|_| TrivyError::Cancelled)?,
@@ -420,16 +432,35 @@ impl TrivyAdapter {
         let path = ctx.scratch_dir().join(format!("trivy-sbom.{format}.json"));
         self.run_image(image, ctx, vec!["--format".into(), format.into()], &path)
             .await?;
-        let content = tokio::fs::read(&path)
+        let raw = tokio::fs::read(&path)
             .await
             .map_err(|e| TrivyError::io(format!("reading {}", path.display()), e))?;
-        serde_json::from_slice::<serde_json::Value>(&content)
+        let mut doc = serde_json::from_slice::<serde_json::Value>(&raw)
             .map_err(|e| TrivyError::BadOutput(format!("{format} SBOM is not JSON: {e}")))?;
+        // Trivy names the SBOM's subject after what it was given: this scan's private layout
+        // path. The caller gets the manifest digest instead (stable, and it names the image).
+        let subject = if image.manifest_digest.is_empty() {
+            image.layout_ref.as_str()
+        } else {
+            image.manifest_digest.as_str()
+        };
+        report::rename_artifact(&mut doc, &layout_target(image).to_string_lossy(), subject);
+        let content = serde_json::to_vec(&doc)
+            .map_err(|e| TrivyError::BadOutput(format!("re-encoding the {format} SBOM: {e}")))?;
         Ok(ReportDocument {
             media_type: media_type.to_owned(),
             content,
         })
     }
+}
+
+/// `<layout_dir>:<layout_ref>`: what `trivy image --input` takes, and the name Trivy then gives
+/// the artifact in its reports.
+fn layout_target(image: &ImageInput) -> OsString {
+    let mut target = image.layout_dir.as_os_str().to_owned();
+    target.push(":");
+    target.push(&image.layout_ref);
+    target
 }
 
 /// The SBOM media type and Trivy `--format` for a request's SBOM parameters.
