@@ -29,7 +29,7 @@ pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The SDK's own deadline fires this much before tonic's transport timer (which would answer
 /// CANCELLED), so callers get DEADLINE_EXCEEDED as documented.
-const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(10);
+const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(50);
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(250);
 
 /// Everything the service shares between requests.
