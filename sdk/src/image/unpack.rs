@@ -133,6 +133,33 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> LayerFailure {
     }
 }
 
+/// Reads a layer to its end without writing anything: the same decode chain, limits (entries,
+/// single-file size, uncompressed bytes, compression ratio) and digest and diff_id checks as
+/// [`unpack_layer`]. For whole-image scanners that take only the OCI layout, so that their layers
+/// are verified and bounded too.
+pub(crate) fn verify_layer(
+    check: &LayerCheck,
+    budget: &Arc<Budget>,
+    cancel: &CancellationToken,
+) -> Result<(), LayerFailure> {
+    let mut open = OpenLayer::open(check, budget, cancel)?;
+    {
+        let entries = open
+            .archive()
+            .entries()
+            .map_err(|e| read_failure(e, check, budget))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| read_failure(e, check, budget))?;
+            budget.add_entry()?;
+            if entry.header().entry_type().is_file() {
+                let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                budget.check_file(entry.size(), &path)?;
+            }
+        }
+    }
+    open.finish(check, budget)
+}
+
 /// Applies one cached, verified layer blob onto `root`. Returns the SDK's notices for it.
 pub(crate) fn unpack_layer(
     root: &Path,

@@ -25,7 +25,7 @@ use crate::image::manifest::{
 };
 use crate::image::reference::{Target, parse_digest};
 use crate::image::registry::Session;
-use crate::image::unpack::unpack_layer;
+use crate::image::unpack::{unpack_layer, verify_layer};
 use crate::input::{ArtifactBlob, ImageInput, Layer, LayerInfo};
 use crate::model::{Notice, Platform, ScanFindings, notice_codes};
 use crate::plugin::{Input, Scanner};
@@ -610,6 +610,15 @@ impl Run<'_> {
         let mut wanted = Vec::new();
         for (i, layer) in image.layers.iter().enumerate() {
             if let Some(n) = Self::layer_notice(layer) {
+                // A scanner that reads only the layout would fail on, or silently pass over, a
+                // layer nobody can decode; with a rootfs the SDK skips it with a notice instead.
+                if !image.rootfs && layer_format(&layer.media_type) == LayerFormat::Unsupported {
+                    return Err(Error::failed_precondition(format!(
+                        "layer {} has media type {:?}, which cannot be verified or unpacked, so a \
+                         whole-image scanner cannot scan this image",
+                        layer.digest, layer.media_type
+                    )));
+                }
                 notices.push(n);
                 continue;
             }
@@ -622,6 +631,9 @@ impl Run<'_> {
             to_download,
             image.layers.len(),
         ));
+        // Without a rootfs the layers are still read to their end (diff_id, limits), on a
+        // blocking thread while the scanner works; see below.
+        let mut checks = Vec::new();
         let limiter = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let fetches: Vec<Fetch> = wanted
             .iter()
@@ -679,9 +691,18 @@ impl Run<'_> {
                     }
                 }
                 progress.layer_done();
-            } else if !fetched && !self.cache.verify(&handle, false).await? {
-                self.cache.invalidate(&digest);
-                handle = self.fetch_now(&digest, size, &progress).await?.0;
+            } else {
+                if !fetched && !self.cache.verify(&handle, false).await? {
+                    self.cache.invalidate(&digest);
+                    handle = self.fetch_now(&digest, size, &progress).await?.0;
+                }
+                checks.push(LayerCheck {
+                    path: handle.path().to_path_buf(),
+                    format: layer_format(&image.layers[i].media_type),
+                    digest: digest.clone(),
+                    size,
+                    diff_id: image.diff_ids[i].clone(),
+                });
             }
             handles.push((digest, handle));
         }
@@ -737,7 +758,34 @@ impl Run<'_> {
             platform: image.platform.clone(),
         };
         progress.scanning(format!("scanning image {}", image.leaf.digest));
-        let mut findings = self.scanner.scan_image(&input, ctx).await?;
+        let verification = (!checks.is_empty()).then(|| {
+            let (budget, cancel, scratch) =
+                (budget.clone(), self.cancel.clone(), self.scratch.clone());
+            tokio::task::spawn_blocking(move || {
+                let verified = checks
+                    .iter()
+                    .try_for_each(|c| verify_layer(c, &budget, &cancel));
+                drop(scratch);
+                verified.map_err(|failure| (failure, checks))
+            })
+        });
+        let scanned = self.scanner.scan_image(&input, ctx).await;
+        // A layer that fails verification voids whatever the scanner made of it.
+        if let Some(verification) = verification {
+            match verification.await {
+                Ok(Ok(())) => {}
+                Ok(Err((failure, checks))) => {
+                    if failure.cache_suspect {
+                        for c in &checks {
+                            self.cache.invalidate(&c.digest);
+                        }
+                    }
+                    return Err(failure.error);
+                }
+                Err(e) => return Err(Error::internal(format!("layer verification failed: {e}"))),
+            }
+        }
+        let mut findings = scanned?;
         findings.notices.extend(notices);
         drop(handles);
         Ok(findings)
