@@ -38,7 +38,7 @@ async fn the_trivy_adapter_passes_every_conformance_case_that_applies() {
         ],
     );
     plugin.wait_for_health(ServingStatus::Serving).await;
-    let mut config = Config::new(&plugin.url());
+    let mut config = Config::new(plugin.url());
     config.case_timeout = Duration::from_secs(120);
     let report = run(&config, |r| println!("{}", r.line()))
         .await
