@@ -163,7 +163,8 @@ impl ClamavScanner {
             config.clamd_connections as usize,
             config.file_timeout,
             config.clamd_ping_timeout,
-        );
+        )
+        .with_fd_passing(config.local());
         let policy = Arc::new(ScanPolicy {
             stream_max_length: config.stream_max_length.as_u64(),
             max_file_size: config.clamd_max_file_size.as_u64(),
