@@ -70,6 +70,14 @@ pub struct ClamavConfig {
     #[arg(long, env = "SIDESCAN_CLAMD_LOCAL", num_args = 0..=1, default_missing_value = "true")]
     pub clamd_local: Option<bool>,
 
+    /// Pass each file to a clamd on a Unix socket as a file descriptor (an anonymous memory file,
+    /// clamd's FILDES) instead of streaming it (INSTREAM), which spares clamd its temporary copy
+    /// of every file. Needs a unix: address and --clamd-local not false; a clamd that refuses
+    /// descriptors gets INSTREAM again.
+    #[arg(long, env = "SIDESCAN_CLAMD_FD_PASSING", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub clamd_fd_passing: bool,
+
     /// Timeout of PING and VERSION (health checks).
     #[arg(long, env = "SIDESCAN_CLAMD_PING_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub clamd_ping_timeout: Duration,
@@ -120,6 +128,7 @@ impl ClamavConfig {
                 stream_max_length: ByteSize::mib(100),
                 clamd_max_file_size: ByteSize::mib(100),
                 clamd_local: None,
+                clamd_fd_passing: false,
                 clamd_ping_timeout: Duration::from_secs(1),
                 version_refresh: Duration::from_secs(60),
                 clamd_database_dir: None,
@@ -164,7 +173,7 @@ impl ClamavScanner {
             config.file_timeout,
             config.clamd_ping_timeout,
         )
-        .with_fd_passing(config.local());
+        .with_fd_passing(config.local() && config.clamd_fd_passing);
         let policy = Arc::new(ScanPolicy {
             stream_max_length: config.stream_max_length.as_u64(),
             max_file_size: config.clamd_max_file_size.as_u64(),
