@@ -8,7 +8,10 @@
 //! memory file (`memfd_create`) whose descriptor is passed to clamd (`FILDES`), sparing clamd its
 //! own temporary copy of every stream; a clamd that refuses descriptors gets `INSTREAM`. Results are
 //! cached by the SDK per layer digest and [`ClamavScanner`]'s engine version (clamd's engine and
-//! signature version), so a signature update invalidates them.
+//! signature version), so a signature update invalidates them. After a change of
+//! `--clamd-database-dir` (which makes the plugin send `RELOAD`) the engine version is a one-off
+//! "reloading" key until `--clamd-reload-settle` has passed and clamd answers `VERSION`, so results
+//! of scans clamd may still run with its old signatures are never cached under the new key.
 //!
 //! - [`protocol`]: the clamd wire protocol, written directly on tokio (the `clamav-client` crate
 //!   has no `SCAN` and loses clamd's size-limit reply to a broken pipe);

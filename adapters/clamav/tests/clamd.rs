@@ -583,3 +583,40 @@ async fn clamd_killed_during_fildes_scans_is_unavailable() {
     };
     assert_eq!(code(err), "Unavailable");
 }
+
+#[tokio::test]
+async fn after_a_database_change_the_key_switches_only_once_the_reload_settled() {
+    let clamd = ClamdProcess::start();
+    let mut config = ClamavConfig::new(addr(&clamd.unix_addr()));
+    config.clamd_database_dir = Some(clamd.database_dir());
+    config.clamd_reload_settle = Duration::from_millis(1500);
+    let scanner = ClamavScanner::new(config.clone());
+    assert_eq!(scanner.readiness().await, Readiness::Ready);
+    let before = scanner.engine_version().await.expect("engine version");
+    assert!(!before.contains("reloading"), "{before}");
+
+    std::fs::write(
+        clamd.database_dir().join("extra.hdb"),
+        "0123456789abcdef0123456789abcdef:10:Extra-Test\n",
+    )
+    .expect("extra.hdb");
+    // The next readiness check sees the change and sends RELOAD.
+    assert_eq!(scanner.readiness().await, Readiness::Ready);
+    let during = scanner.engine_version().await.expect("engine version");
+    assert!(during.contains(".reloading."), "{during}");
+    assert_ne!(during, before);
+    // Stable while settling.
+    assert_eq!(
+        scanner.engine_version().await.expect("engine version"),
+        during
+    );
+
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let after = scanner.engine_version().await.expect("engine version");
+    assert!(!after.contains("reloading"), "{after}");
+    assert_ne!(after, before);
+    assert!(during.starts_with(&after), "{during} / {after}");
+    // The settled key is the one a fresh scanner computes for the new database.
+    let fresh = ClamavScanner::new(config);
+    assert_eq!(fresh.engine_version().await.expect("engine version"), after);
+}
