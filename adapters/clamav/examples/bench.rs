@@ -14,8 +14,9 @@
 //!
 //! Targets: first scan at most 0.5x of (b); re-scan at most 0.25x of the first scan; adapter
 //! peak RSS at most 64 MiB. Options: `--runs N` (default 3), `--connections N` (the adapter's
-//! `--clamd-connections`, default 4), `--threads N` (clamd's `MaxThreads`, default 4), `--transfer fildes|instream` (how the adapter
-//! hands files to clamd, default `fildes`: `--clamd-fd-passing`).
+//! `--clamd-connections`, default 4), `--threads N` (clamd's `MaxThreads`, default 4),
+//! `--transfer fildes|instream` (how the adapter hands files to clamd, default `fildes`: the
+//! adapter runs with `--clamd-fd-passing`).
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};

@@ -103,7 +103,7 @@ impl Clamd {
                 Some(verdict) => return Ok(verdict),
                 None => {
                     if self.inner.fd_passing.swap(false, Ordering::Relaxed) {
-                        tracing::warn!(clamd = %addr, "clamd refused FILDES: falling back to INSTREAM");
+                        tracing::warn!(clamd = %addr, "clamd refused FILDES: using INSTREAM");
                     }
                 }
             }

@@ -6,8 +6,8 @@
 //! pool of connections, several files at a time, without unpacking anything to disk. With
 //! `--clamd-fd-passing` and clamd on a Unix socket, each file is instead copied into an anonymous
 //! memory file (`memfd_create`) whose descriptor is passed to clamd (`FILDES`), sparing clamd its
-//! own temporary copy of every stream; a clamd that refuses descriptors gets `INSTREAM`. Results are
-//! cached by the SDK per layer digest and [`ClamavScanner`]'s engine version (clamd's engine and
+//! own temporary copy of every stream; a clamd that refuses descriptors gets `INSTREAM`.
+//! Results are cached by the SDK per layer digest and [`ClamavScanner`]'s engine version (clamd's engine and
 //! signature version), so a signature update invalidates them. After a change of
 //! `--clamd-database-dir` (which makes the plugin send `RELOAD`) the engine version is a one-off
 //! "reloading" key until `--clamd-reload-settle` has passed and clamd answers `VERSION`, so results

@@ -331,7 +331,8 @@ pub async fn scan_path(
 
 /// `FILDES`: sends `zFILDES\0`, then one byte with `fd` attached as `SCM_RIGHTS`, on a new Unix
 /// connection; clamd scans the file behind the descriptor itself (no copy into its temporary
-/// directory, as `INSTREAM` makes). Connecting, sending and answering are each bounded by `timeout`.
+/// directory, as `INSTREAM` makes). Connecting, sending and answering are each bounded by
+/// `timeout`.
 ///
 /// `Ok(None)` when clamd refused the descriptor (no fd passing, e.g. a TCP address, or a reply
 /// that is not about `fd[N]`): the caller falls back to `INSTREAM`.

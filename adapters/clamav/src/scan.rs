@@ -7,9 +7,9 @@
 //! read, while clamd is still scanning it, so the next file's scan overlaps. Memory is bounded by
 //! `connections x (CHANNEL_DEPTH + 1) x 1 MiB`.
 //!
-//! With fd passing on and clamd on a Unix socket (see [`Clamd::with_fd_passing`]) each file is instead copied
-//! into an anonymous memory file whose descriptor is passed to clamd (`FILDES`): clamd scans it
-//! in place rather than first writing the stream to its own temporary file.
+//! With fd passing on and clamd on a Unix socket (see [`Clamd::with_fd_passing`]) each file is
+//! instead copied into an anonymous memory file whose descriptor is passed to clamd (`FILDES`):
+//! clamd scans it in place rather than first writing the stream to its own temporary file.
 //!
 //! A file larger than clamd's `StreamMaxLength` is written to the scan's scratch directory and
 //! scanned with `SCAN /path` when clamd is local; otherwise it gets a `file-too-large` notice.
