@@ -14,7 +14,9 @@
 //!
 //! Targets: first scan at most 0.5x of (b); re-scan at most 0.25x of the first scan; adapter
 //! peak RSS at most 64 MiB. Options: `--runs N` (default 3), `--connections N` (the adapter's
-//! `--clamd-connections`, default 4), `--threads N` (clamd's `MaxThreads`, default 4).
+//! `--clamd-connections`, default 4), `--threads N` (clamd's `MaxThreads`, default 4),
+//! `--transfer fildes|instream` (how the adapter hands files to clamd, default `fildes`: the
+//! adapter runs with `--clamd-fd-passing`).
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -34,6 +36,8 @@ struct Settings {
     runs: usize,
     connections: u32,
     threads: u32,
+    /// The adapter passes files to clamd as descriptors (FILDES) rather than INSTREAM.
+    fd_passing: bool,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -41,10 +45,19 @@ fn settings() -> Result<Settings, String> {
         runs: 3,
         connections: 4,
         threads: 4,
+        fd_passing: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--transfer" {
+            s.fd_passing = match value.as_str() {
+                "fildes" => true,
+                "instream" => false,
+                _ => return Err(format!("--transfer {value}: fildes or instream")),
+            };
+            continue;
+        }
         let n: u32 = value
             .parse()
             .map_err(|_| format!("{flag} {value}: not a number"))?;
@@ -57,7 +70,7 @@ fn settings() -> Result<Settings, String> {
             "--threads" => s.threads = n,
             _ => {
                 return Err(format!(
-                    "unknown flag {flag} (--runs, --connections, --threads)"
+                    "unknown flag {flag} (--runs, --connections, --threads, --transfer)"
                 ));
             }
         }
@@ -384,6 +397,7 @@ fn adapter_run(
             "64MiB",
             "--clamd-max-file-size",
             "512MiB",
+            &format!("--clamd-fd-passing={}", s.fd_passing),
         ],
     );
     runtime.block_on(plugin.wait_for_health(ServingStatus::Serving));
@@ -470,9 +484,14 @@ fn bench() -> Result<(), String> {
         extra_config: vec!["DisableCache yes".into(), "MaxScanTime 600000".into()],
     });
     println!(
-        "clamd 1.4.6: MaxThreads {}, StreamMaxLength 64M, MaxFileSize 512M, MaxScanSize 4000M, DisableCache yes, test signatures only; adapter --clamd-connections {}; {} CPUs",
+        "clamd 1.4.6: MaxThreads {}, StreamMaxLength 64M, MaxFileSize 512M, MaxScanSize 4000M, DisableCache yes, test signatures only; adapter --clamd-connections {}, transfer {}; {} CPUs",
         s.threads,
         s.connections,
+        if s.fd_passing {
+            "FILDES (memfd)"
+        } else {
+            "INSTREAM"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 

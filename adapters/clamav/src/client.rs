@@ -6,8 +6,10 @@
 //! answered. Fresh connections are also what makes recovery automatic after clamd restarts.
 //! Health checks (`PING`, `VERSION`) do not take a slot, so they answer promptly under load.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -31,6 +33,9 @@ struct Inner {
     connections: usize,
     file_timeout: Duration,
     ping_timeout: Duration,
+    /// Whether content is passed to clamd as a descriptor (`FILDES`); cleared for good when
+    /// clamd refuses one.
+    fd_passing: AtomicBool,
 }
 
 impl Clamd {
@@ -52,6 +57,7 @@ impl Clamd {
                 connections,
                 file_timeout,
                 ping_timeout,
+                fd_passing: AtomicBool::new(false),
             }),
         }
     }
@@ -69,6 +75,73 @@ impl Clamd {
     /// The per-file step timeout.
     pub fn file_timeout(&self) -> Duration {
         self.inner.file_timeout
+    }
+
+    /// Turns file-descriptor passing (`FILDES`) on or off; it only takes effect for a `unix:`
+    /// address. Off by default.
+    pub fn with_fd_passing(self, on: bool) -> Self {
+        self.inner.fd_passing.store(
+            on && matches!(self.inner.addr, ClamdAddr::Unix(_)),
+            Ordering::Relaxed,
+        );
+        self
+    }
+
+    /// Whether files are currently passed to clamd as descriptors (`FILDES`).
+    pub fn fd_passing(&self) -> bool {
+        self.inner.fd_passing.load(Ordering::Relaxed)
+    }
+
+    /// Scans `file` (an anonymous memory file holding the content, or any readable file) by
+    /// passing its descriptor to clamd (`FILDES`); when clamd refuses the descriptor, turns fd
+    /// passing off for this client and scans the content with `INSTREAM` instead. The caller
+    /// holds a pool slot.
+    pub async fn scan_file(&self, file: std::fs::File) -> Result<Verdict, ClamavError> {
+        if self.fd_passing() {
+            let addr = &self.inner.addr;
+            match protocol::fildes(addr, file.as_fd(), self.inner.file_timeout).await? {
+                Some(verdict) => return Ok(verdict),
+                None => {
+                    if self.inner.fd_passing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(clamd = %addr, "clamd refused FILDES: using INSTREAM");
+                    }
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let file = Arc::new(file);
+        let feed = async move {
+            use std::os::unix::fs::FileExt;
+            let mut offset = 0u64;
+            loop {
+                let file = Arc::clone(&file);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut chunk = vec![0u8; CHUNK_SIZE];
+                    let n = file.read_at(&mut chunk, offset)?;
+                    chunk.truncate(n);
+                    Ok::<_, std::io::Error>(chunk)
+                })
+                .await;
+                let Ok(Ok(chunk)) = read else {
+                    // Unreadable: the stream is cut short below.
+                    return false;
+                };
+                if chunk.is_empty() {
+                    return true;
+                }
+                offset += chunk.len() as u64;
+                if tx.send(chunk).await.is_err() {
+                    return true;
+                }
+            }
+        };
+        let (verdict, complete) = tokio::join!(self.scan_stream(rx), feed);
+        if !complete {
+            return Err(ClamavError::Internal(
+                "could not re-read a file's content for INSTREAM".into(),
+            ));
+        }
+        verdict
     }
 
     /// Waits for a free connection slot; hold the permit for the duration of one file's scan.

@@ -3,9 +3,15 @@
 //! A `sidescan.v1` scanner plugin that scans images for malware with clamd (ClamAV). It is a
 //! per-layer scanner ([`sidescan_sdk::Input::PerLayer`]): the SDK pulls and verifies each layer
 //! and streams its entries; every regular file is streamed to clamd (`INSTREAM`) over a bounded
-//! pool of connections, several files at a time, without unpacking anything to disk. Results are
-//! cached by the SDK per layer digest and [`ClamavScanner`]'s engine version (clamd's engine and
-//! signature version), so a signature update invalidates them.
+//! pool of connections, several files at a time, without unpacking anything to disk. With
+//! `--clamd-fd-passing` and clamd on a Unix socket, each file is instead copied into an anonymous
+//! memory file (`memfd_create`) whose descriptor is passed to clamd (`FILDES`), sparing clamd its
+//! own temporary copy of every stream; a clamd that refuses descriptors gets `INSTREAM`.
+//! Results are cached by the SDK per layer digest and [`ClamavScanner`]'s engine version (clamd's engine and
+//! signature version), so a signature update invalidates them. After a change of
+//! `--clamd-database-dir` (which makes the plugin send `RELOAD`) the engine version is a one-off
+//! "reloading" key until `--clamd-reload-settle` has passed and clamd answers `VERSION`, so results
+//! of scans clamd may still run with its old signatures are never cached under the new key.
 //!
 //! - [`protocol`]: the clamd wire protocol, written directly on tokio (the `clamav-client` crate
 //!   has no `SCAN` and loses clamd's size-limit reply to a broken pipe);

@@ -11,6 +11,7 @@
 //! | `zINSTREAM\0` + chunks (4-byte big-endian length, then the bytes) + a zero-length chunk | `stream: OK`, `stream: <SIG> FOUND`, `INSTREAM size limit exceeded. ERROR`, `... ERROR` |
 //! | `zSCAN /abs/path\0` | `/abs/path: OK`, `/abs/path: <SIG> FOUND`, `/abs/path: <message> ERROR` |
 //! | `zRELOAD\0` | `RELOADING` |
+//! | `zFILDES\0`, then one NUL byte carrying a descriptor (`SCM_RIGHTS`; Unix socket only) | `fd[7]: OK`, `fd[7]: <SIG> FOUND`, `fd[7]: <message> ERROR`; refused: `FILDES: didn't receive file descriptor. ERROR` or `UNKNOWN COMMAND` |
 //!
 //! Why not the `clamav-client` crate: it has no path commands (`SCAN`), and it writes a whole
 //! stream before reading the reply, so when clamd stops a stream over `StreamMaxLength` (it
@@ -19,12 +20,13 @@
 //! default 4 KiB chunks are also about half as fast as the 1 MiB chunks used here.
 
 use std::fmt;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::mpsc;
 
@@ -327,6 +329,86 @@ pub async fn scan_path(
     parse_scan_reply(&reply).ok_or_else(|| protocol_error(addr, reply.as_bytes()))
 }
 
+/// `FILDES`: sends `zFILDES\0`, then one byte with `fd` attached as `SCM_RIGHTS`, on a new Unix
+/// connection; clamd scans the file behind the descriptor itself (no copy into its temporary
+/// directory, as `INSTREAM` makes). Connecting, sending and answering are each bounded by
+/// `timeout`.
+///
+/// `Ok(None)` when clamd refused the descriptor (no fd passing, e.g. a TCP address, or a reply
+/// that is not about `fd[N]`): the caller falls back to `INSTREAM`.
+pub async fn fildes(
+    addr: &ClamdAddr,
+    fd: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<Option<Verdict>, ClamavError> {
+    let ClamdAddr::Unix(path) = addr else {
+        return Ok(None);
+    };
+    let conn_err = |source| ClamavError::Connection {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut sock = tokio::time::timeout(timeout, UnixStream::connect(path))
+        .await
+        .map_err(|_| timeout_error(addr, "accept the connection", timeout))?
+        .map_err(|source| ClamavError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    // As clamdscan does: the command, then one NUL byte carrying the descriptor (clamd rejects
+    // a descriptor that arrives with the command itself).
+    tokio::time::timeout(timeout, sock.write_all(b"zFILDES\0"))
+        .await
+        .map_err(|_| timeout_error(addr, "accept the command", timeout))?
+        .map_err(conn_err)?;
+    tokio::time::timeout(
+        timeout,
+        sock.async_io(Interest::WRITABLE, || send_with_fd(&sock, b"\0", fd)),
+    )
+    .await
+    .map_err(|_| timeout_error(addr, "accept the descriptor", timeout))?
+    .map_err(conn_err)?;
+    let reply = tokio::time::timeout(timeout, read_reply(&mut sock, addr))
+        .await
+        .map_err(|_| timeout_error(addr, "answer", timeout))??;
+    parse_fildes_reply(&reply).ok_or_else(|| protocol_error(addr, reply.as_bytes()))
+}
+
+/// Parses a `FILDES` reply: `Some(Some(verdict))` for a reply about `fd[N]`, `Some(None)` when
+/// clamd refused the command or the descriptor, `None` when it is not a clamd reply.
+pub fn parse_fildes_reply(reply: &str) -> Option<Option<Verdict>> {
+    let trimmed = reply.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    if trimmed.starts_with("fd[") {
+        return parse_scan_reply(reply).map(Some);
+    }
+    if trimmed == "UNKNOWN COMMAND"
+        || (trimmed.starts_with("FILDES") && trimmed.ends_with("ERROR"))
+        || trimmed.contains("file descriptor")
+    {
+        return Some(None);
+    }
+    None
+}
+
+/// One `sendmsg` of `msg` with `fd` attached as `SCM_RIGHTS` (non-blocking; `WouldBlock` makes
+/// tokio wait for writability and retry).
+fn send_with_fd(sock: &UnixStream, msg: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(std::io::Error::other("SCM_RIGHTS does not fit its buffer"));
+    }
+    rustix::net::sendmsg(
+        sock,
+        &[std::io::IoSlice::new(msg)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .map_err(std::io::Error::from)
+}
+
 /// Runs one write step, failing with `TimedOut` after `timeout`.
 async fn step<F>(timeout: Duration, fut: F) -> std::io::Result<()>
 where
@@ -475,6 +557,29 @@ mod tests {
         for (reply, want) in cases {
             assert_eq!(&parse_scan_reply(reply), want, "{reply:?}");
         }
+    }
+
+    #[test]
+    fn fildes_replies_parse() {
+        assert_eq!(
+            parse_fildes_reply("fd[10]: OK\0"),
+            Some(Some(Verdict::Clean))
+        );
+        assert_eq!(
+            parse_fildes_reply("fd[10]: Eicar-Test-Signature FOUND\0"),
+            Some(Some(Verdict::Found(vec!["Eicar-Test-Signature".into()])))
+        );
+        assert_eq!(
+            parse_fildes_reply("fd[10]: Can't read file ERROR"),
+            Some(Some(Verdict::Error("Can't read file".into())))
+        );
+        assert_eq!(
+            parse_fildes_reply("FILDES: didn't receive file descriptor. ERROR\0"),
+            Some(None)
+        );
+        assert_eq!(parse_fildes_reply("UNKNOWN COMMAND\0"), Some(None));
+        assert_eq!(parse_fildes_reply("PONG"), None);
+        assert_eq!(parse_fildes_reply("fd[1]: huh"), None);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! read, while clamd is still scanning it, so the next file's scan overlaps. Memory is bounded by
 //! `connections x (CHANNEL_DEPTH + 1) x 1 MiB`.
 //!
+//! With fd passing on and clamd on a Unix socket (see [`Clamd::with_fd_passing`]) each file is
+//! instead copied into an anonymous memory file whose descriptor is passed to clamd (`FILDES`):
+//! clamd scans it in place rather than first writing the stream to its own temporary file.
+//!
 //! A file larger than clamd's `StreamMaxLength` is written to the scan's scratch directory and
 //! scanned with `SCAN /path` when clamd is local; otherwise it gets a `file-too-large` notice.
 //! Nothing that was not scanned passes as clean: limits, size refusals and clamd's own per-file
@@ -135,6 +139,21 @@ impl FileScans {
             self.tasks.spawn(async move {
                 let verdict = clamd.scan_path(&file).await;
                 let _ = tokio::fs::remove_file(&file).await;
+                drop(slot);
+                Ok(FileResult {
+                    path: owned_path,
+                    size,
+                    verdict: verdict?,
+                })
+            });
+            return Ok(());
+        }
+        if self.clamd.fd_passing() {
+            // clamd is on a Unix socket: hand it the content as a descriptor of an anonymous
+            // memory file (FILDES), sparing it the copy into its own temporary file.
+            let file = write_memfd(path, &mut content).await?;
+            self.tasks.spawn(async move {
+                let verdict = clamd.scan_file(file).await;
                 drop(slot);
                 Ok(FileResult {
                     path: owned_path,
@@ -328,6 +347,36 @@ impl FileScans {
             }
         }
     }
+}
+
+/// Copies `content` into a new anonymous memory file (`memfd_create`; it lives in the page cache
+/// and disappears with its last descriptor).
+async fn write_memfd<R>(path: &str, content: &mut R) -> Result<std::fs::File, ClamavError>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    use std::io::Write;
+    let err = |source: std::io::Error| ClamavError::Scratch {
+        path: path.to_owned(),
+        source,
+    };
+    let fd = rustix::fs::memfd_create("sidescan-clamav", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| err(e.into()))?;
+    let mut file = std::fs::File::from(fd);
+    loop {
+        let chunk = read_chunk(content)
+            .await
+            .map_err(|source| ClamavError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        if chunk.is_empty() {
+            break;
+        }
+        // A copy into the page cache: memory speed, no disk.
+        file.write_all(&chunk).map_err(err)?;
+    }
+    Ok(file)
 }
 
 /// Reads up to [`CHUNK_SIZE`] bytes; empty at the end of the content.

@@ -70,6 +70,14 @@ pub struct ClamavConfig {
     #[arg(long, env = "SIDESCAN_CLAMD_LOCAL", num_args = 0..=1, default_missing_value = "true")]
     pub clamd_local: Option<bool>,
 
+    /// Pass each file to a clamd on a Unix socket as a file descriptor (an anonymous memory file,
+    /// clamd's FILDES) instead of streaming it (INSTREAM), which spares clamd its temporary copy
+    /// of every file. Needs a unix: address and --clamd-local not false; a clamd that refuses
+    /// descriptors gets INSTREAM again.
+    #[arg(long, env = "SIDESCAN_CLAMD_FD_PASSING", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = clap::ArgAction::Set)]
+    pub clamd_fd_passing: bool,
+
     /// Timeout of PING and VERSION (health checks).
     #[arg(long, env = "SIDESCAN_CLAMD_PING_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub clamd_ping_timeout: Duration,
@@ -84,6 +92,14 @@ pub struct ClamavConfig {
     /// makes clamd RELOAD.
     #[arg(long, env = "SIDESCAN_CLAMD_DATABASE_DIR")]
     pub clamd_database_dir: Option<PathBuf>,
+
+    /// After a database change and RELOAD, how long the engine version stays a one-off
+    /// "reloading" key (so nothing scanned while clamd may still use its old signatures is
+    /// cached under the new key) before it switches to the new database's key; the switch also
+    /// waits for clamd to answer VERSION. clamd gives no signal when a RELOAD is done, so keep
+    /// this above clamd's database load time.
+    #[arg(long, env = "SIDESCAN_CLAMD_RELOAD_SETTLE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub clamd_reload_settle: Duration,
 
     /// More artifact media types to accept (repeat or comma-separate), besides the built-in list.
     #[arg(
@@ -120,9 +136,11 @@ impl ClamavConfig {
                 stream_max_length: ByteSize::mib(100),
                 clamd_max_file_size: ByteSize::mib(100),
                 clamd_local: None,
+                clamd_fd_passing: false,
                 clamd_ping_timeout: Duration::from_secs(1),
                 version_refresh: Duration::from_secs(60),
                 clamd_database_dir: None,
+                clamd_reload_settle: Duration::from_secs(10),
                 artifact_types: Vec::new(),
             },
         }
@@ -143,6 +161,9 @@ struct EngineState {
     version: Option<(VersionInfo, Instant)>,
     /// Fingerprint of the database directory at the last refresh.
     db_fingerprint: Option<String>,
+    /// A RELOAD sent for a database change that may not be done yet: when, and a unique id
+    /// (wall-clock nanoseconds and process id).
+    reload: Option<(Instant, String)>,
 }
 
 /// The ClamAV plugin: scans every regular file of every layer (and every blob of non-image
@@ -163,7 +184,8 @@ impl ClamavScanner {
             config.clamd_connections as usize,
             config.file_timeout,
             config.clamd_ping_timeout,
-        );
+        )
+        .with_fd_passing(config.local() && config.clamd_fd_passing);
         let policy = Arc::new(ScanPolicy {
             stream_max_length: config.stream_max_length.as_u64(),
             max_file_size: config.clamd_max_file_size.as_u64(),
@@ -231,11 +253,36 @@ impl ClamavScanner {
         };
         if changed {
             tracing::info!("clamd database directory changed: asking clamd to RELOAD");
+            {
+                // Until the reload is known done, the key is a one-off: results of scans that
+                // clamd may still run with its old signatures are never stored under the new
+                // database's key.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let id = format!("{nanos}.{}", std::process::id());
+                self.state().reload = Some((Instant::now(), id));
+            }
             if let Err(e) = self.clamd.reload().await {
                 tracing::warn!(error = %e, "clamd RELOAD failed");
             }
         }
         Some(fingerprint)
+    }
+
+    /// `None` once the last RELOAD is taken as done (the settle time passed and clamd answers
+    /// VERSION), else the id of the RELOAD still settling.
+    async fn pending_reload(&self) -> Option<String> {
+        let (sent, n) = self.state().reload.clone()?;
+        if sent.elapsed() < self.config.clamd_reload_settle || self.clamd.version().await.is_err() {
+            return Some(n);
+        }
+        let mut state = self.state();
+        if state.reload.as_ref().is_some_and(|(_, m)| *m == n) {
+            state.reload = None;
+            tracing::info!("clamd reload settled: switching to the new database's cache key");
+        }
+        state.reload.as_ref().map(|(_, m)| m.clone())
     }
 }
 
@@ -355,6 +402,10 @@ impl Scanner for ClamavScanner {
         if let Some(f) = fingerprint {
             key.push_str("+db.");
             key.push_str(&f);
+            if let Some(n) = self.pending_reload().await {
+                key.push_str(".reloading.");
+                key.push_str(&n);
+            }
         }
         Ok(key)
     }
