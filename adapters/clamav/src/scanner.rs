@@ -72,10 +72,10 @@ pub struct ClamavConfig {
 
     /// Pass each file to a clamd on a Unix socket as a file descriptor (an anonymous memory file,
     /// clamd's FILDES) instead of streaming it (INSTREAM), which spares clamd its temporary copy
-    /// of every file. Needs a unix: address and --clamd-local not false; a clamd that refuses
-    /// descriptors gets INSTREAM again.
+    /// of every file (about 2x faster). Needs a unix: address and --clamd-local not false; a
+    /// clamd that refuses descriptors gets INSTREAM again. On by default; =false to stream.
     #[arg(long, env = "SIDESCAN_CLAMD_FD_PASSING", num_args = 0..=1, default_missing_value = "true",
-          default_value_t = false, action = clap::ArgAction::Set)]
+          default_value_t = true, action = clap::ArgAction::Set)]
     pub clamd_fd_passing: bool,
 
     /// Timeout of PING and VERSION (health checks).
@@ -136,7 +136,7 @@ impl ClamavConfig {
                 stream_max_length: ByteSize::mib(100),
                 clamd_max_file_size: ByteSize::mib(100),
                 clamd_local: None,
-                clamd_fd_passing: false,
+                clamd_fd_passing: true,
                 clamd_ping_timeout: Duration::from_secs(1),
                 version_refresh: Duration::from_secs(60),
                 clamd_database_dir: None,

@@ -285,9 +285,14 @@ async fn a_multi_arch_index_without_platform_names_the_infected_platform() {
     );
 }
 
-/// Lines clamd logged for streamed files (`LogClean yes`: clean ones too).
+/// Lines clamd logged for scanned files, streamed (`instream(...)`) or passed as descriptors
+/// (`/memfd:...`); with `LogClean yes` clean ones too.
 fn instream_count(clamd: &ClamdProcess) -> usize {
-    clamd.log().matches("instream(").count()
+    clamd
+        .log()
+        .lines()
+        .filter(|l| l.contains("instream(") || l.contains("/memfd:"))
+        .count()
 }
 
 /// Waits until clamd has logged `want` streamed files (its log may lag its reply), then checks
