@@ -1713,46 +1713,6 @@ fn with_unknown_fields(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let len = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
-    }
-}
-
 async fn raw_call(cx: &Ctx, method: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Outcome> {
     let mut grpc = tonic::client::Grpc::new(cx.client.channel());
     grpc.ready()
@@ -1761,7 +1721,7 @@ async fn raw_call(cx: &Ctx, method: &'static str, body: Vec<u8>) -> Result<Vec<u
     let mut request = tonic::Request::new(body);
     request.set_timeout(cx.case_timeout);
     let path = http::uri::PathAndQuery::from_static(method);
-    grpc.unary(request, path, RawCodec)
+    grpc.unary(request, path, sidescan_proto::client::RawCodec)
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| {

@@ -466,49 +466,6 @@ async fn logs_carry_the_request_id_and_never_the_registry_credentials() {
     );
 }
 
-/// A codec that moves raw protobuf bytes, so a client that knows nothing but what reflection told
-/// it can call a method.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let len = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, len).to_vec()))
-    }
-}
-
 #[tokio::test]
 async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
     use prost::Message;
@@ -583,7 +540,11 @@ async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
         http::uri::PathAndQuery::try_from(format!("/{}/{}", service.full_name(), method.name()))
             .unwrap();
     let reply = grpc
-        .unary(tonic::Request::new(input.encode_to_vec()), path, RawCodec)
+        .unary(
+            tonic::Request::new(input.encode_to_vec()),
+            path,
+            sidescan_proto::client::RawCodec,
+        )
         .await
         .expect("dynamic GetMetadata call")
         .into_inner();
