@@ -49,6 +49,23 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The API version the suite checks.
 pub const API_VERSION: &str = sidescan_proto::API_VERSION;
 
+/// SDK plugin flags that set limits small enough for the suite to build images over them, so the
+/// `limits/*` cases apply and run quickly. Start an SDK-based plugin with these to certify it.
+pub const SMALL_LIMIT_FLAGS: &[&str] = &[
+    "--max-image-size",
+    "4MiB",
+    "--max-file-size",
+    "2MiB",
+    "--max-uncompressed-size",
+    "64MiB",
+    "--max-entries",
+    "20000",
+    "--max-manifest-size",
+    "1MiB",
+    "--max-compression-ratio",
+    "100",
+];
+
 /// What became of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {

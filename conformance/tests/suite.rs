@@ -211,22 +211,6 @@ async fn fixtures_pushed_to_a_real_registry_with_credentials() {
     drop(registry);
 }
 
-/// Small limits so that the limit cases apply and run quickly.
-const SMALL_LIMITS: &[&str] = &[
-    "--max-image-size",
-    "4MiB",
-    "--max-file-size",
-    "2MiB",
-    "--max-uncompressed-size",
-    "64MiB",
-    "--max-entries",
-    "20000",
-    "--max-manifest-size",
-    "1MiB",
-    "--max-compression-ratio",
-    "100",
-];
-
 async fn assert_binary_conforms(plugin: &sidescan_tests::plugin::PluginProcess) -> RunReport {
     plugin
         .wait_for_health(sidescan_tests::plugin::ServingStatus::Serving)
@@ -249,7 +233,7 @@ async fn assert_binary_conforms(plugin: &sidescan_tests::plugin::PluginProcess) 
 async fn the_sdk_example_plugin_binary_passes_every_case_that_applies() {
     let plugin = sidescan_tests::plugin::PluginProcess::start(
         &sidescan_tests::plugin::workspace_binary("private_keys"),
-        SMALL_LIMITS,
+        sidescan_conformance::SMALL_LIMIT_FLAGS,
     );
     assert_binary_conforms(&plugin).await;
 }
@@ -258,7 +242,11 @@ async fn the_sdk_example_plugin_binary_passes_every_case_that_applies() {
 async fn the_clamav_adapter_with_a_real_clamd_passes_every_case_that_applies() {
     let clamd = sidescan_tests::clamd::ClamdProcess::start();
     let addr = clamd.unix_addr();
-    let args = [&["--clamd", addr.as_str()][..], SMALL_LIMITS].concat();
+    let args = [
+        &["--clamd", addr.as_str()][..],
+        sidescan_conformance::SMALL_LIMIT_FLAGS,
+    ]
+    .concat();
     let plugin = sidescan_tests::plugin::PluginProcess::start(
         &sidescan_tests::plugin::workspace_binary("sidescan-clamav"),
         &args,

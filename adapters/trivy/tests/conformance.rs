@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::World;
-use sidescan_conformance::{Config, run};
+use sidescan_conformance::{Config, SMALL_LIMIT_FLAGS, run};
 use sidescan_tests::plugin::{PluginProcess, ServingStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,28 +14,18 @@ async fn the_trivy_adapter_passes_every_conformance_case_that_applies() {
     let world = World::with_db("2024-05-01T00:00:00Z");
     let trivy = common::trivy_bin().display().to_string();
     let cache = world.cache_dir().display().to_string();
+    let trivy_flags = [
+        "--trivy-bin",
+        &trivy,
+        "--trivy-cache-dir",
+        &cache,
+        "--skip-db-update",
+    ];
+    // Small limits, so the limit cases apply and run quickly.
+    let args = [&trivy_flags[..], SMALL_LIMIT_FLAGS].concat();
     let plugin = PluginProcess::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_sidescan-trivy")),
-        &[
-            "--trivy-bin",
-            &trivy,
-            "--trivy-cache-dir",
-            &cache,
-            "--skip-db-update",
-            // Small limits, so the limit cases apply and run quickly.
-            "--max-image-size",
-            "4MiB",
-            "--max-file-size",
-            "2MiB",
-            "--max-uncompressed-size",
-            "64MiB",
-            "--max-entries",
-            "20000",
-            "--max-manifest-size",
-            "1MiB",
-            "--max-compression-ratio",
-            "100",
-        ],
+        &args,
     );
     plugin.wait_for_health(ServingStatus::Serving).await;
     let mut config = Config::new(plugin.url());
