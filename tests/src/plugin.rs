@@ -13,6 +13,13 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::process::ChildGuard;
 
+/// An HTTP/2 client without tonic's client-side deadline timer; see
+/// [`PluginProcess::scan_client_without_local_deadline`].
+pub type RawHttp2Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
+
 /// A running plugin process with its own temp dir (cache, scratch, logs), killed on drop.
 pub struct PluginProcess {
     child: ChildGuard,
@@ -141,6 +148,26 @@ impl PluginProcess {
     /// A generated `sidescan.v1.Scan` client over [`Self::channel`].
     pub async fn scan_client(&self) -> ScanClient<Channel> {
         ScanClient::new(self.channel().await)
+    }
+
+    /// A generated `sidescan.v1.Scan` client over a plain HTTP/2 connection that sends the
+    /// `grpc-timeout` header but, unlike tonic's `Channel`, does not enforce it itself: tonic's
+    /// own timer answers `CANCELLED` locally, so tests that pin what the *server* answers to a
+    /// deadline use this one.
+    pub fn scan_client_without_local_deadline(&self) -> ScanClient<RawHttp2Client> {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        // Like tonic's `Channel`: without it Nagle holds the request body back for a delayed
+        // ACK (about 40 ms) after its headers started the server's deadline timer.
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(
+            hyper_util::rt::TokioExecutor::new(),
+        )
+        .http2_only(true)
+        .build(connector);
+        let origin = format!("http://{}", self.addr)
+            .parse()
+            .expect("plugin address is a valid URI");
+        ScanClient::with_origin(http, origin)
     }
 
     /// The plugin's `grpc.health.v1` status for the `sidescan.v1.Scan` service (over TCP).

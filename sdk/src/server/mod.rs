@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 
 pub use config::{ListenAddr, LogFormat, ServerConfig};
 
@@ -190,7 +190,13 @@ pub async fn run(
                 .to_string();
             announce(&config, &info.name, &bound)?;
             tokio::spawn(
-                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain),
+                // `serve_with_incoming` ignores the builder's TCP options: without TCP_NODELAY
+                // Nagle's algorithm holds a response's trailers back for a delayed ACK (about
+                // 40 ms on Linux), which is most of the deadline margin.
+                router.serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    drain,
+                ),
             )
         }
         ListenAddr::Unix(path) => {

@@ -148,8 +148,9 @@ async fn a_deadline_during_a_slow_scan_is_deadline_exceeded_and_the_plugin_recov
     let registry = Registry::anonymous();
     registry.push(&marker_image(), "demo/slow", "1").await;
     let plugin = PluginProcess::start(&test_plugin_binary(), &["--layer-delay", "5s"]);
-    let mut client = plugin.scan_client().await;
-    // A 2 s deadline: the SDK's own timer fires 100 ms before tonic's client-side one.
+    // A 2 s deadline: the SDK's own timer fires 100 ms before it. The client only sends the
+    // deadline (tonic's `Channel` would also race it with a local timer answering CANCELLED).
+    let mut client = plugin.scan_client_without_local_deadline();
     let mut req = tonic::Request::new(request(&registry, "demo/slow", "1"));
     req.set_timeout(Duration::from_secs(2));
     let started = Instant::now();
