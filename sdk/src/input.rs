@@ -1,5 +1,6 @@
 //! What the SDK hands a plugin to scan: layers as streams of entries, whole images as a verified
-//! OCI layout (and optionally an unpacked rootfs), and blobs of non-image artifacts.
+//! OCI layout (and optionally an unpacked rootfs), a resolved image reference for engines that
+//! pull images themselves, and blobs of non-image artifacts.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -130,6 +131,74 @@ pub struct ImageInput {
     pub layers: Vec<LayerInfo>,
     /// Platform of the image, from its config.
     pub platform: Option<Platform>,
+}
+
+/// An image the SDK resolved but did not download, for [`crate::Input::Registry`] scanners: the
+/// engine pulls it itself, by digest, with the caller's credentials.
+///
+/// The SDK has checked the request (allowlist, reference), fetched and verified the manifest (and
+/// chosen the platform of an index), fetched and verified the config, and applied the
+/// compressed-size limit to the manifest's declared sizes. It has *not* read the layers: their
+/// digests, diff_ids and uncompressed limits are the engine's to check.
+#[derive(Debug, Clone)]
+pub struct RemoteImage {
+    /// Registry `host[:port]` (Docker Hub is `index.docker.io`).
+    pub registry: String,
+    /// Repository path, e.g. `library/alpine`.
+    pub repository: String,
+    /// Digest of the image manifest to scan (one platform's manifest, never an index).
+    pub manifest_digest: String,
+    /// The registry speaks plain http (the request said so); otherwise https with verified TLS.
+    pub plain_http: bool,
+    /// The caller's registry credentials. Pass them to the engine out of band (environment or
+    /// stdin), never on a command line, and never log them.
+    pub credentials: RegistryCredentials,
+    /// Image config digest.
+    pub config_digest: String,
+    /// Layers, base first, as the manifest and config describe them.
+    pub layers: Vec<LayerInfo>,
+    /// Platform of the image, from its config.
+    pub platform: Option<Platform>,
+}
+
+impl RemoteImage {
+    /// `registry/repository@digest`: the digest-pinned reference to hand the engine, so it scans
+    /// exactly the manifest the SDK resolved even if the tag moves meanwhile.
+    pub fn reference(&self) -> String {
+        format!(
+            "{}/{}@{}",
+            self.registry, self.repository, self.manifest_digest
+        )
+    }
+}
+
+/// Registry credentials of a scan, for [`RemoteImage`]. `Debug` never shows a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RegistryCredentials {
+    /// No credentials: pull anonymously.
+    Anonymous,
+    /// A user name and password (the registry's token exchange is the engine's to do).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// A bearer token to send as is.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+}
+
+impl fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Anonymous => "Anonymous",
+            Self::Basic { .. } => "Basic(<redacted>)",
+            Self::Bearer { .. } => "Bearer(<redacted>)",
+        })
+    }
 }
 
 /// One blob of a non-image OCI artifact, readable as a verified stream.

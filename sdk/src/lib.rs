@@ -53,7 +53,9 @@ pub mod server;
 pub use async_trait::async_trait;
 pub use context::{Phase, ProgressEvent, ProgressSink, ScanContext};
 pub use error::{Error, Result};
-pub use input::{ArtifactBlob, Entry, EntryKind, ImageInput, Layer, LayerInfo};
+pub use input::{
+    ArtifactBlob, Entry, EntryKind, ImageInput, Layer, LayerInfo, RegistryCredentials, RemoteImage,
+};
 pub use limits::Limits;
 pub use model::{Finding, FindingKind, Notice, Platform, ReportDocument, ScanFindings, Severity};
 pub use plugin::{Capability, Input, Readiness, Scanner, ScannerInfo};

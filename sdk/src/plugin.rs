@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::context::ScanContext;
 use crate::error::Error;
-use crate::input::{ArtifactBlob, ImageInput, Layer};
+use crate::input::{ArtifactBlob, ImageInput, Layer, RemoteImage};
 use crate::model::ScanFindings;
 
 /// Identity and capabilities of a scanner plugin, as `GetMetadata` reports them.
@@ -49,6 +49,13 @@ pub enum Input {
         /// Unpack the layers into a root filesystem as well.
         rootfs: bool,
     },
+    /// The SDK resolves the image to one manifest (allowlist, platform, manifest and config
+    /// verified, declared sizes within limits) and hands [`Scanner::scan_remote_image`] a
+    /// digest-pinned reference with the caller's credentials; the engine pulls the layers
+    /// itself. For engines whose own pull overlaps download and analysis (Trivy): faster on a
+    /// first scan, but the layers bypass the SDK's verification, limits and blob cache, and the
+    /// credentials reach the engine. The whole-image result cache applies as for `WholeImage`.
+    Registry,
 }
 
 /// Whether a scanner's engine can scan right now.
@@ -117,6 +124,18 @@ pub trait Scanner: Send + Sync + 'static {
         let _ = (image, ctx);
         Err(Error::failed_precondition(
             "this scanner does not scan whole images",
+        ))
+    }
+
+    /// Scans an image the engine pulls itself ([`Input::Registry`] scanners).
+    async fn scan_remote_image(
+        &self,
+        image: &RemoteImage,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let _ = (image, ctx);
+        Err(Error::failed_precondition(
+            "this scanner does not pull images itself",
         ))
     }
 

@@ -16,9 +16,11 @@
 //!   (same fixture DB, `--cache-backend memory`), process start to exit;
 //! - for reference: `trivy image --input <OCI layout>:<tag>` on a local layout of the same image
 //!   (the Trivy run the adapter does after the SDK's pull);
-//! - adapter cold: a fresh release `sidescan-trivy` process (started and SERVING before the clock
-//!   starts) with an empty SDK blob cache, one gRPC `ScanImage` (vulnerability report);
-//! - adapter warm: a second `ScanImage` of the same image on the same process.
+//! - for each `--image-source` (`layout`: Trivy scans the SDK's verified local copy; `registry`:
+//!   Trivy pulls by the digest the SDK resolved):
+//!   - adapter cold: a fresh release `sidescan-trivy` process (started and SERVING before the
+//!     clock starts) with empty caches, one gRPC `ScanImage` (vulnerability report);
+//!   - adapter warm: a second `ScanImage` of the same image on the same process.
 //!
 //! Peak RSS is the adapter process's `VmHWM` (Trivy's own processes excluded). Every adapter
 //! scan must report exactly the (id, package) pairs the direct Trivy run reports, or the bench
@@ -180,7 +182,7 @@ struct Adapter {
 }
 
 impl Adapter {
-    fn start(trivy: &Path, trivy_cache: &Path) -> Result<Self, String> {
+    fn start(trivy: &Path, trivy_cache: &Path, image_source: &str) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("bench-trivy-adapter-")
             .tempdir()
@@ -202,6 +204,7 @@ impl Adapter {
             .arg("--trivy-cache-dir")
             .arg(trivy_cache)
             .arg("--skip-db-update")
+            .args(["--image-source", image_source])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -311,14 +314,56 @@ async fn scan(
     Ok((elapsed, found))
 }
 
-struct Round {
-    remote: Vec<Duration>,
-    local: Duration,
+/// The adapter's two ways of feeding Trivy (`--image-source`), both measured every round.
+const SOURCES: [&str; 2] = ["layout", "registry"];
+
+/// One fresh adapter process: a cold scan, then a warm one.
+struct AdapterRun {
     cold: Duration,
     warm: Duration,
     warm_ran_trivy: bool,
     hwm_after_cold_kib: u64,
     hwm_kib: u64,
+}
+
+struct Round {
+    remote: Vec<Duration>,
+    local: Duration,
+    /// One run per entry of [`SOURCES`].
+    adapters: Vec<AdapterRun>,
+}
+
+async fn adapter_run(
+    trivy: &Path,
+    world: &common::World,
+    registry: &Registry,
+    image_source: &str,
+    expected: &BTreeSet<(String, String)>,
+) -> Result<AdapterRun, String> {
+    let adapter = Adapter::start(trivy, &world.cache_dir(), image_source)?;
+    adapter.wait_serving().await?;
+    let mut client = ScanClient::new(adapter.channel().await?);
+    let (cold, found) = scan(&mut client, registry).await?;
+    if &found != expected {
+        return Err(format!(
+            "adapter ({image_source}, cold) found {found:?}, expected {expected:?}"
+        ));
+    }
+    let hwm_after_cold_kib = adapter.vm_hwm_kib();
+    let runs_before = adapter.trivy_runs();
+    let (warm, found) = scan(&mut client, registry).await?;
+    if &found != expected {
+        return Err(format!(
+            "adapter ({image_source}, warm) found {found:?}, expected {expected:?}"
+        ));
+    }
+    Ok(AdapterRun {
+        cold,
+        warm,
+        warm_ran_trivy: adapter.trivy_runs() > runs_before,
+        hwm_after_cold_kib,
+        hwm_kib: adapter.vm_hwm_kib(),
+    })
 }
 
 async fn round(
@@ -362,32 +407,14 @@ async fn round(
     if &trivy_vulns(&out)? != expected {
         return Err("trivy --input found other vulnerabilities".into());
     }
-
-    let adapter = Adapter::start(trivy, &world.cache_dir())?;
-    adapter.wait_serving().await?;
-    let mut client = ScanClient::new(adapter.channel().await?);
-    let (cold, found) = scan(&mut client, registry).await?;
-    if &found != expected {
-        return Err(format!(
-            "adapter (cold) found {found:?}, expected {expected:?}"
-        ));
-    }
-    let hwm_after_cold_kib = adapter.vm_hwm_kib();
-    let runs_before = adapter.trivy_runs();
-    let (warm, found) = scan(&mut client, registry).await?;
-    if &found != expected {
-        return Err(format!(
-            "adapter (warm) found {found:?}, expected {expected:?}"
-        ));
+    let mut adapters = Vec::new();
+    for source in SOURCES {
+        adapters.push(adapter_run(trivy, world, registry, source, expected).await?);
     }
     Ok(Round {
         remote,
         local,
-        cold,
-        warm,
-        warm_ran_trivy: adapter.trivy_runs() > runs_before,
-        hwm_after_cold_kib,
-        hwm_kib: adapter.vm_hwm_kib(),
+        adapters,
     })
 }
 
@@ -434,14 +461,19 @@ async fn driver(mib: u64, reps: usize) -> Result<(), String> {
         eprintln!("round {} of {reps} ...", rep + 1);
         let r = round(&trivy, &world, &registry, &layout, &expected, &work).await?;
         eprintln!(
-            "  trivy remote {:.3} s / {:.3} s, trivy --input {:.3} s, adapter cold {:.3} s, warm {:.3} s, peak RSS {:.1} MiB",
+            "  trivy remote {:.3} s / {:.3} s, trivy --input {:.3} s",
             secs(r.remote[0]),
             secs(r.remote[1]),
             secs(r.local),
-            secs(r.cold),
-            secs(r.warm),
-            r.hwm_kib as f64 / 1024.0
         );
+        for (source, a) in SOURCES.iter().zip(&r.adapters) {
+            eprintln!(
+                "  adapter --image-source {source}: cold {:.3} s, warm {:.3} s, peak RSS {:.1} MiB",
+                secs(a.cold),
+                secs(a.warm),
+                a.hwm_kib as f64 / 1024.0
+            );
+        }
         rounds.push(r);
     }
 
@@ -452,15 +484,6 @@ async fn driver(mib: u64, reps: usize) -> Result<(), String> {
         .min()
         .unwrap_or_default();
     let local = best(&|r| r.local);
-    let cold = best(&|r| r.cold);
-    let warm = best(&|r| r.warm);
-    let hwm_cold = rounds
-        .iter()
-        .map(|r| r.hwm_after_cold_kib)
-        .max()
-        .unwrap_or(0);
-    let hwm = rounds.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
-    let warm_ran_trivy = rounds.iter().any(|r| r.warm_ran_trivy);
     let b = secs(remote);
     // Paired ratios: each round's adapter times against the same round's best direct run.
     let paired = |f: &dyn Fn(&Round) -> Duration| -> Vec<f64> {
@@ -478,7 +501,6 @@ async fn driver(mib: u64, reps: usize) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let (cold_paired, warm_paired) = (paired(&|r| r.cold), paired(&|r| r.warm));
 
     println!();
     println!(
@@ -486,55 +508,79 @@ async fn driver(mib: u64, reps: usize) -> Result<(), String> {
         compressed as f64 / 1048576.0,
         uncompressed as f64 / 1048576.0
     );
-    println!("{:<58} {:>8} {:>8}", "run", "wall s", "x base");
+    println!("{:<62} {:>8} {:>8}", "run", "wall s", "x base");
     println!(
-        "{:<58} {:>8.3} {:>8.2}",
+        "{:<62} {:>8.3} {:>8.2}",
         "baseline: trivy image --image-src remote (vuln)", b, 1.0
     );
     println!(
-        "{:<58} {:>8.3} {:>8.3}",
+        "{:<62} {:>8.3} {:>8.3}",
         "  reference: trivy image --input <local OCI layout>",
         secs(local),
         secs(local) / b
     );
-    println!(
-        "{:<58} {:>8.3} {:>8.3}",
-        "adapter cold: fresh process, empty blob cache (ScanImage)",
-        secs(cold),
-        secs(cold) / b
-    );
-    println!(
-        "{:<58} {:>8.3} {:>8.3}",
-        "adapter warm: second ScanImage, same process",
-        secs(warm),
-        secs(warm) / b
-    );
+    for (i, source) in SOURCES.iter().enumerate() {
+        let cold = best(&|r| r.adapters[i].cold);
+        let warm = best(&|r| r.adapters[i].warm);
+        println!(
+            "{:<62} {:>8.3} {:>8.3}",
+            format!("adapter --image-source {source}, cold: fresh process, empty caches"),
+            secs(cold),
+            secs(cold) / b
+        );
+        println!(
+            "{:<62} {:>8.3} {:>8.3}",
+            format!("adapter --image-source {source}, warm: second ScanImage"),
+            secs(warm),
+            secs(warm) / b
+        );
+    }
     println!();
-    println!(
-        "ratio adapter cold / trivy remote:   {:.3} (target <= 1.15)",
-        secs(cold) / b
-    );
-    println!(
-        "ratio adapter warm / trivy remote:   {:.3} (target <= 0.20) [{}]",
-        secs(warm) / b,
-        if warm_ran_trivy {
-            "warm ran Trivy again: blob cache only, no whole-image result cache in this build"
-        } else {
-            "warm did not run Trivy: whole-image result cache hit"
-        }
-    );
-    println!(
-        "paired per round (adapter / same round's trivy remote), sorted: cold {} (median {:.2}); warm {} (median {:.2})",
-        list(&cold_paired),
-        median(&cold_paired),
-        list(&warm_paired),
-        median(&warm_paired)
-    );
-    println!(
-        "adapter peak RSS (VmHWM, Trivy excluded): {:.1} MiB after cold scans, {:.1} MiB overall (target <= 64)",
-        hwm_cold as f64 / 1024.0,
-        hwm as f64 / 1024.0
-    );
+    for (i, source) in SOURCES.iter().enumerate() {
+        let cold = best(&|r| r.adapters[i].cold);
+        let warm = best(&|r| r.adapters[i].warm);
+        let warm_ran_trivy = rounds.iter().any(|r| r.adapters[i].warm_ran_trivy);
+        let hwm_cold = rounds
+            .iter()
+            .map(|r| r.adapters[i].hwm_after_cold_kib)
+            .max()
+            .unwrap_or(0);
+        let hwm = rounds
+            .iter()
+            .map(|r| r.adapters[i].hwm_kib)
+            .max()
+            .unwrap_or(0);
+        let (cold_paired, warm_paired) = (
+            paired(&|r| r.adapters[i].cold),
+            paired(&|r| r.adapters[i].warm),
+        );
+        println!("--image-source {source}:");
+        println!(
+            "  ratio cold / trivy remote: {:.3} (target <= 1.15)",
+            secs(cold) / b
+        );
+        println!(
+            "  ratio warm / trivy remote: {:.3} (target <= 0.20) [{}]",
+            secs(warm) / b,
+            if warm_ran_trivy {
+                "warm ran Trivy again"
+            } else {
+                "warm did not run Trivy: whole-image result cache hit"
+            }
+        );
+        println!(
+            "  paired per round, sorted: cold {} (median {:.2}); warm {} (median {:.2})",
+            list(&cold_paired),
+            median(&cold_paired),
+            list(&warm_paired),
+            median(&warm_paired)
+        );
+        println!(
+            "  adapter peak RSS (VmHWM, Trivy excluded): {:.1} MiB after cold scans, {:.1} MiB overall (target <= 64)",
+            hwm_cold as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+    }
     Ok(())
 }
 

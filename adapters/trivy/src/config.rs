@@ -56,10 +56,29 @@ impl TrivySeverity {
     }
 }
 
+/// Where Trivy reads the image from (`--image-source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageSource {
+    /// The SDK pulls the image into its blob cache, verifies every blob's digest and every
+    /// layer's diff_id and size limits, and Trivy scans the local OCI layout. Credentials never
+    /// leave the adapter; layers shared between images are downloaded once.
+    Layout,
+    /// Trivy pulls the image itself (`--image-src remote`) by the digest the SDK resolved, with
+    /// the request's credentials in its environment. Faster on a first scan (Trivy overlaps its
+    /// download with its analysis), but layers bypass the SDK's verification, limits and blob
+    /// cache (Trivy checks blob digests itself).
+    Registry,
+}
+
 /// Every flag of the Trivy adapter. Each has an environment variable (`SIDESCAN_TRIVY_*`); flags
 /// win over the environment.
 #[derive(Debug, Clone, Args)]
 pub struct TrivyConfig {
+    /// Where Trivy reads images from: `layout` (the SDK's verified local copy) or `registry`
+    /// (Trivy pulls by digest with the request's credentials). See BENCHMARKS.md for the numbers.
+    #[arg(long, env = "SIDESCAN_TRIVY_IMAGE_SOURCE", value_enum, default_value_t = ImageSource::Layout)]
+    pub image_source: ImageSource,
+
     /// The trivy executable: a path, or a name looked up on PATH.
     #[arg(long, env = "SIDESCAN_TRIVY_BIN", default_value = "trivy")]
     pub trivy_bin: PathBuf,

@@ -47,7 +47,9 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs `bin args...` and returns its output when it exits with status 0.
+/// Runs `bin args...` and returns its output when it exits with status 0. `envs` sets (`Some`)
+/// or removes (`None`) variables of the inherited environment: the way secrets reach Trivy,
+/// never on the command line, which any local user can read.
 ///
 /// - `timeout`: past it, the process group is killed and [`TrivyError::Timeout`] returned;
 /// - `cancel`: when cancelled, the same with [`TrivyError::Cancelled`];
@@ -56,11 +58,18 @@ impl Drop for GroupGuard {
 pub async fn run(
     bin: &Path,
     args: &[OsString],
+    envs: &[(&str, Option<&str>)],
     timeout: Duration,
     cancel: &CancellationToken,
     stderr_tail_bytes: usize,
 ) -> Result<RunOutput, TrivyError> {
     let mut cmd = Command::new(bin);
+    for (name, value) in envs {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

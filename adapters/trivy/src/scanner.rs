@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use sidescan_proto::mime;
 use sidescan_sdk::prelude::*;
-use sidescan_sdk::{Phase, ProgressEvent, ReportDocument};
+use sidescan_sdk::{Phase, ProgressEvent, RegistryCredentials, RemoteImage, ReportDocument};
 use tokio::sync::{Mutex, OnceCell, RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TrivyConfig;
+use crate::config::{ImageSource, TrivyConfig};
 use crate::db::{self, DbMetadata};
 use crate::error::TrivyError;
 use crate::process;
@@ -312,10 +312,21 @@ impl TrivyAdapter {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<process::RunOutput, TrivyError> {
+        self.run_trivy_with_env(args, &[], timeout, cancel).await
+    }
+
+    async fn run_trivy_with_env(
+        &self,
+        args: Vec<OsString>,
+        envs: &[(&str, Option<&str>)],
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<process::RunOutput, TrivyError> {
         let cfg = &self.inner.config;
         process::run(
             &cfg.trivy_bin,
             &args,
+            envs,
             timeout,
             cancel,
             cfg.stderr_tail_bytes,
@@ -326,7 +337,7 @@ impl TrivyAdapter {
     /// One `trivy image` run on `image` writing `format` to `output`, within the process bound.
     async fn run_image(
         &self,
-        image: &ImageInput,
+        image: TrivyTarget<'_>,
         ctx: &ScanContext,
         mut extra: Vec<OsString>,
         output: &Path,
@@ -335,8 +346,8 @@ impl TrivyAdapter {
         args.append(&mut extra);
         args.push("--output".into());
         args.push(output.as_os_str().to_owned());
-        args.push("--input".into());
-        args.push(layout_target(image));
+        args.extend(image.source_args());
+        let envs = image.credential_env();
 
         let _permit = tokio::select! {
             permit = self.inner.processes.acquire() => permit.map_err(|_| TrivyError::Cancelled)?,
@@ -344,7 +355,7 @@ impl TrivyAdapter {
         };
         let started = Instant::now();
         let result = self
-            .run_trivy(args, self.inner.config.trivy_timeout, &ctx.cancel)
+            .run_trivy_with_env(args, &envs, self.inner.config.trivy_timeout, &ctx.cancel)
             .await;
         tracing::debug!(
             request_id = %ctx.request_id,
@@ -359,7 +370,7 @@ impl TrivyAdapter {
     /// requested. Errors are the adapter's own; [`Scanner::scan_image`] maps them.
     pub async fn scan(
         &self,
-        image: &ImageInput,
+        image: TrivyTarget<'_>,
         ctx: &ScanContext,
     ) -> Result<ScanFindings, TrivyError> {
         let cfg = &self.inner.config;
@@ -420,7 +431,7 @@ impl TrivyAdapter {
     /// scan (vulnerabilities are in the vulnerability report).
     async fn sbom(
         &self,
-        image: &ImageInput,
+        image: TrivyTarget<'_>,
         ctx: &ScanContext,
     ) -> Result<ReportDocument, TrivyError> {
         let params = ctx
@@ -438,13 +449,9 @@ impl TrivyAdapter {
         let mut doc = serde_json::from_slice::<serde_json::Value>(&raw)
             .map_err(|e| TrivyError::BadOutput(format!("{format} SBOM is not JSON: {e}")))?;
         // Trivy names the SBOM's subject after what it was given: this scan's private layout
-        // path. The caller gets the manifest digest instead (stable, and it names the image).
-        let subject = if image.manifest_digest.is_empty() {
-            image.layout_ref.as_str()
-        } else {
-            image.manifest_digest.as_str()
-        };
-        report::rename_artifact(&mut doc, &layout_target(image).to_string_lossy(), subject);
+        // path, or the digest-pinned reference. The caller gets the manifest digest instead
+        // (stable, and it names the image).
+        report::rename_artifact(&mut doc, &image.trivy_name(), image.subject());
         let content = serde_json::to_vec(&doc)
             .map_err(|e| TrivyError::BadOutput(format!("re-encoding the {format} SBOM: {e}")))?;
         Ok(ReportDocument {
@@ -454,13 +461,69 @@ impl TrivyAdapter {
     }
 }
 
-/// `<layout_dir>:<layout_ref>`: what `trivy image --input` takes, and the name Trivy then gives
-/// the artifact in its reports.
-fn layout_target(image: &ImageInput) -> OsString {
-    let mut target = image.layout_dir.as_os_str().to_owned();
-    target.push(":");
-    target.push(&image.layout_ref);
-    target
+/// What one scan hands Trivy: the SDK's local layout, or a reference Trivy pulls itself.
+#[derive(Debug, Clone, Copy)]
+pub enum TrivyTarget<'a> {
+    /// `trivy image --input <layout_dir>:<layout_ref>` ([`ImageSource::Layout`]).
+    Layout(&'a ImageInput),
+    /// `trivy image --image-src remote <registry/repo@digest>` ([`ImageSource::Registry`]).
+    Remote(&'a RemoteImage),
+}
+
+impl<'a> TrivyTarget<'a> {
+    /// The `trivy image` arguments naming the image.
+    fn source_args(self) -> Vec<OsString> {
+        match self {
+            Self::Layout(_) => vec!["--input".into(), self.trivy_name().into()],
+            Self::Remote(image) => {
+                let mut args: Vec<OsString> = vec!["--image-src".into(), "remote".into()];
+                if image.plain_http {
+                    // Trivy's only way to reach a registry over plain http.
+                    args.push("--insecure".into());
+                }
+                args.push(self.trivy_name().into());
+                args
+            }
+        }
+    }
+
+    /// The request's credentials as Trivy's environment variables: `Some` sets one, `None`
+    /// removes it, so that credentials in the adapter's own environment (meant for DB downloads)
+    /// never reach the scanned image's registry. Layout scans pull nothing and change nothing.
+    fn credential_env(self) -> Vec<(&'static str, Option<&'a str>)> {
+        let Self::Remote(image) = self else {
+            return Vec::new();
+        };
+        let (user, password, token) = match &image.credentials {
+            RegistryCredentials::Anonymous => (None, None, None),
+            RegistryCredentials::Basic { username, password } => {
+                (Some(username.as_str()), Some(password.as_str()), None)
+            }
+            RegistryCredentials::Bearer { token } => (None, None, Some(token.as_str())),
+        };
+        vec![
+            ("TRIVY_USERNAME", user),
+            ("TRIVY_PASSWORD", password),
+            ("TRIVY_REGISTRY_TOKEN", token),
+        ]
+    }
+
+    /// What Trivy names the artifact in its reports.
+    fn trivy_name(self) -> String {
+        match self {
+            Self::Layout(image) => format!("{}:{}", image.layout_dir.display(), image.layout_ref),
+            Self::Remote(image) => image.reference(),
+        }
+    }
+
+    /// What the caller should see as the SBOM's subject: the manifest digest.
+    fn subject(&self) -> &str {
+        match self {
+            Self::Layout(image) if image.manifest_digest.is_empty() => &image.layout_ref,
+            Self::Layout(image) => &image.manifest_digest,
+            Self::Remote(image) => &image.manifest_digest,
+        }
+    }
 }
 
 /// The SBOM media type and Trivy `--format` for a request's SBOM parameters.
@@ -518,7 +581,10 @@ impl Scanner for TrivyAdapter {
     }
 
     fn input(&self) -> Input {
-        Input::WholeImage { rootfs: false }
+        match self.inner.config.image_source {
+            ImageSource::Layout => Input::WholeImage { rootfs: false },
+            ImageSource::Registry => Input::Registry,
+        }
     }
 
     async fn properties(&self) -> BTreeMap<String, String> {
@@ -586,7 +652,15 @@ impl Scanner for TrivyAdapter {
         image: &ImageInput,
         ctx: &ScanContext,
     ) -> Result<ScanFindings, Error> {
-        Ok(self.scan(image, ctx).await?)
+        Ok(self.scan(TrivyTarget::Layout(image), ctx).await?)
+    }
+
+    async fn scan_remote_image(
+        &self,
+        image: &RemoteImage,
+        ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        Ok(self.scan(TrivyTarget::Remote(image), ctx).await?)
     }
 }
 

@@ -40,21 +40,35 @@ struct Setup {
 
 impl Setup {
     async fn start() -> Self {
+        Self::start_with(Registry::anonymous(), None, &[]).await
+    }
+
+    /// The fixture on `registry`, the plugin running `trivy_bin` (the real trivy when `None`)
+    /// with `extra` flags.
+    async fn start_with(
+        registry: Registry,
+        trivy_bin: Option<&std::path::Path>,
+        extra: &[&str],
+    ) -> Self {
         let world = World::with_db(UPDATED_AT);
-        let registry = Registry::anonymous();
         let image = images::alpine_image();
         let digest = registry.push(&image, REPO, TAG).await;
-        let trivy = common::trivy_bin().display().to_string();
+        let trivy = trivy_bin
+            .map_or_else(common::trivy_bin, std::path::Path::to_path_buf)
+            .display()
+            .to_string();
         let cache = world.cache_dir().display().to_string();
+        let mut args = vec![
+            "--trivy-bin",
+            &trivy,
+            "--trivy-cache-dir",
+            &cache,
+            "--skip-db-update",
+        ];
+        args.extend_from_slice(extra);
         let plugin = PluginProcess::start(
             std::path::Path::new(env!("CARGO_BIN_EXE_sidescan-trivy")),
-            &[
-                "--trivy-bin",
-                &trivy,
-                "--trivy-cache-dir",
-                &cache,
-                "--skip-db-update",
-            ],
+            &args,
         );
         let setup = Self {
             plugin,
@@ -77,6 +91,7 @@ impl Setup {
             image: format!("{REPO}:{TAG}"),
             registry: Some(pb::Registry {
                 url: self.registry.url(),
+                authorization: self.registry.authorization().unwrap_or_default(),
                 ..Default::default()
             }),
             report_types: report_types
@@ -452,6 +467,121 @@ async fn scan_image_reports_exact_cves_harbor_json_and_a_cyclonedx_sbom_and_the_
         }
     }
     assert_eq!(stream, unary);
+}
+
+#[tokio::test]
+async fn with_image_source_registry_trivy_pulls_the_resolved_digest_with_credentials_in_its_env() {
+    // A wrapper records how the adapter runs Trivy (arguments and credential variables), then
+    // runs the real one. The registry wants Basic credentials. (Not a token registry: Trivy
+    // refuses token realms on private addresses such as 127.0.0.1.)
+    let bin_dir = tempfile::tempdir().unwrap();
+    let wrapper = bin_dir.path().join("trivy");
+    let calls = bin_dir.path().join("calls");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             printf 'argv: %s\\n' \"$*\" >> '{calls}'\n\
+             printf 'env: user=%s password=%s token=%s\\n' \"${{TRIVY_USERNAME-unset}}\" \
+             \"${{TRIVY_PASSWORD-unset}}\" \"${{TRIVY_REGISTRY_TOKEN-unset}}\" >> '{calls}'\n\
+             exec '{real}' \"$@\"\n",
+            calls = calls.display(),
+            real = common::trivy_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let s = Setup::start_with(
+        Registry::htpasswd(),
+        Some(&wrapper),
+        &["--image-source", "registry"],
+    )
+    .await;
+    let (user, password) = s.registry.credentials().expect("credentials");
+    let mut client = s.plugin.scan_client().await;
+    let response = client
+        .scan_image(s.request(&VULN_AND_CYCLONEDX))
+        .await
+        .unwrap_or_else(|e| panic!("ScanImage: {e:?}; log:\n{}", s.plugin.logs()))
+        .into_inner();
+
+    let report = response.report.as_ref().expect("primary report");
+    assert_eq!(report.image.as_ref().unwrap().digest, s.digest);
+    let v = vulns(report);
+    assert_eq!(
+        v.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            key(CVE_ALPINE_OPENSSL, "libcrypto3"),
+            key(CVE_ALPINE_OPENSSL, "libssl3"),
+            key(CVE_ALPINE_ZLIB, "zlib"),
+        ]
+    );
+    let base_layer = &s.image.layers[0];
+    let f = &v[&key(CVE_ALPINE_OPENSSL, "libssl3")];
+    assert_eq!(
+        (f.layer_digest.as_str(), f.layer_diff_id.as_str()),
+        (base_layer.blob.digest.as_str(), base_layer.diff_id.as_str()),
+    );
+    let bom = json(typed(&response, mime::SBOM_REPORT));
+    assert_eq!(
+        bom["metadata"]["component"]["name"],
+        s.digest.as_str(),
+        "the SBOM's subject is the manifest digest"
+    );
+
+    // Both image runs (report and SBOM) pulled the digest the SDK resolved, over plain http,
+    // with the credentials in the environment and nowhere on the command line.
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let pinned = format!("{}/{REPO}@{}", s.registry.host(), s.digest);
+    let image_runs: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("argv: image "))
+        .collect();
+    assert_eq!(image_runs.len(), 2, "{calls}");
+    for run in &image_runs {
+        assert!(
+            run.contains("--image-src remote --insecure") && run.ends_with(&pinned),
+            "{run}"
+        );
+    }
+    for argv in calls.lines().filter(|l| l.starts_with("argv: ")) {
+        assert!(
+            !argv.contains(password),
+            "password on a command line: {argv}"
+        );
+    }
+    let env_lines: Vec<&str> = calls.lines().filter(|l| l.starts_with("env: ")).collect();
+    assert!(
+        env_lines
+            .iter()
+            .filter(|l| **l == format!("env: user={user} password={password} token=unset"))
+            .count()
+            == 2,
+        "{calls}"
+    );
+    assert!(
+        !s.plugin.logs().contains(password),
+        "the password reached the plugin's log"
+    );
+
+    // Without credentials the SDK refuses before Trivy runs at all.
+    let before = std::fs::read_to_string(bin_dir.path().join("calls")).unwrap();
+    let mut anonymous = s.request(&[]);
+    anonymous.registry.as_mut().unwrap().authorization.clear();
+    let err = client.scan_image(anonymous).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Unauthenticated | Code::PermissionDenied),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bin_dir.path().join("calls")).unwrap(),
+        before,
+        "Trivy ran for a refused request"
+    );
 }
 
 #[tokio::test]

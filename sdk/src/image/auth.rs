@@ -10,6 +10,7 @@ use oci_client::secrets::RegistryAuth;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
+use crate::input::RegistryCredentials;
 
 /// Parsed credentials. `Debug` never shows the secret.
 #[derive(Clone)]
@@ -24,6 +25,22 @@ impl Credentials {
     /// Whether no credentials were given.
     pub fn is_anonymous(&self) -> bool {
         matches!(self.auth, RegistryAuth::Anonymous)
+    }
+}
+
+impl Credentials {
+    /// The credentials as a [`Input::Registry`](crate::Input::Registry) scanner gets them.
+    pub fn to_registry_credentials(&self) -> RegistryCredentials {
+        match &self.auth {
+            RegistryAuth::Anonymous => RegistryCredentials::Anonymous,
+            RegistryAuth::Basic(username, password) => RegistryCredentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            RegistryAuth::Bearer(token) => RegistryCredentials::Bearer {
+                token: token.clone(),
+            },
+        }
     }
 }
 

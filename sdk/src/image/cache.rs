@@ -438,14 +438,15 @@ impl CachedImageResult {
 }
 
 /// Key of a whole-image result: the image manifest digest, the report types asked for (with their
-/// parameters) and whether a rootfs was unpacked, for one scanner version and engine state.
+/// parameters) and how the image was fed (`layout`, `layout+rootfs` or `registry`), for one
+/// scanner version and engine state.
 pub(crate) fn image_result_key(
     scanner: &str,
     version: &str,
     engine: &str,
     manifest_digest: &str,
     report_types: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-    rootfs: bool,
+    input_kind: &str,
 ) -> String {
     let key = serde_json::json!([
         "sidescan-image-result-v1",
@@ -454,7 +455,7 @@ pub(crate) fn image_result_key(
         engine,
         manifest_digest,
         report_types,
-        rootfs
+        input_kind
     ]);
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
 }

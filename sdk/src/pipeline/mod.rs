@@ -10,7 +10,10 @@
 //!  -> per image: config (verified) -> layers:
 //!       PerLayer:   result cache? else blob cache? else download+verify -> stream entries
 //!                   (diff_id checked at the end of each layer) -> plugin -> result cache
-//!       WholeImage: download+verify all -> [rootfs unpack] -> OCI layout -> plugin
+//!       WholeImage: result cache? else download+verify all -> [rootfs unpack] -> OCI layout
+//!                   -> plugin (diff_ids checked alongside) -> result cache
+//!       Registry:   result cache? else digest-pinned reference + credentials -> plugin (the
+//!                   engine pulls the layers) -> result cache
 //!     non-image artifact: each blob -> plugin's scan_artifact_blob
 //!  -> merge over platforms (dedupe, `platforms` per finding)
 //! ```
@@ -213,6 +216,7 @@ impl Pipeline {
             session,
             scanner: scanner.clone(),
             target,
+            credentials: creds,
             platform: job.platform.clone(),
             ctx: scan_ctx,
             scratch,

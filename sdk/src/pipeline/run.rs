@@ -16,6 +16,7 @@ use super::progress::Progress;
 use super::{PipelineOptions, PipelineOutcome, ResolvedImage};
 use crate::context::{Phase, ProgressEvent, ScanContext};
 use crate::error::Error;
+use crate::image::auth::Credentials;
 use crate::image::cache::{self, BlobCache, BlobHandle};
 use crate::image::layer::{Budget, LayerCheck, LayerFailure, spawn_walk};
 use crate::image::layout::{LayoutImage, write_layout};
@@ -26,7 +27,7 @@ use crate::image::manifest::{
 use crate::image::reference::{Target, parse_digest};
 use crate::image::registry::Session;
 use crate::image::unpack::{unpack_layer, verify_layer};
-use crate::input::{ArtifactBlob, ImageInput, Layer, LayerInfo};
+use crate::input::{ArtifactBlob, ImageInput, Layer, LayerInfo, RemoteImage};
 use crate::model::{Notice, Platform, ScanFindings, notice_codes};
 use crate::plugin::{Input, Scanner};
 
@@ -40,6 +41,8 @@ pub(super) struct Run<'a> {
     pub session: Arc<Session>,
     pub scanner: Arc<dyn Scanner>,
     pub target: Target,
+    /// The caller's credentials, for [`Input::Registry`] scanners (the session has its own).
+    pub credentials: Credentials,
     pub platform: Option<Platform>,
     pub ctx: ScanContext,
     pub scratch: Arc<TempDir>,
@@ -382,7 +385,30 @@ impl Run<'_> {
                     platform: platform.clone(),
                     rootfs,
                 };
-                self.scan_whole(image, &ctx).await?
+                let kind = if rootfs { "layout+rootfs" } else { "layout" };
+                self.cached_image_result(&leaf.digest, kind, &ctx, self.scan_whole(image, &ctx))
+                    .await?
+            }
+            Input::Registry => {
+                let image = RemoteImage {
+                    registry: self.target.image.registry.clone(),
+                    repository: self.target.image.repository.clone(),
+                    manifest_digest: leaf.digest.clone(),
+                    plain_http: self.target.plain_http,
+                    credentials: self.credentials.to_registry_credentials(),
+                    config_digest: config_digest.clone(),
+                    layers: layer_infos(&layers, &cfg.rootfs.diff_ids),
+                    platform: platform.clone(),
+                };
+                let scan = async {
+                    self.ctx.progress.report(ProgressEvent::phase(
+                        Phase::Scanning,
+                        format!("scanning image {} (the engine pulls it)", leaf.digest),
+                    ));
+                    self.scanner.scan_remote_image(&image, &ctx).await
+                };
+                self.cached_image_result(&leaf.digest, "registry", &ctx, scan)
+                    .await?
             }
         };
         Ok((findings, platform))
@@ -573,10 +599,15 @@ impl Run<'_> {
 
     /// Whole-image scan through the image result cache: a hit (same scanner, engine version,
     /// image manifest, report types and rootfs choice) is answered without fetching any layer.
-    async fn scan_whole(
+    /// Serves a whole-image scan from the result cache (keyed by scanner, engine version,
+    /// manifest digest, report types and how the image was fed), or runs `scan` and stores its
+    /// result when it is complete enough to cache.
+    async fn cached_image_result(
         &self,
-        image: WholeImage<'_>,
+        manifest_digest: &str,
+        input_kind: &str,
         ctx: &ScanContext,
+        scan: impl Future<Output = Result<ScanFindings, Error>>,
     ) -> Result<ScanFindings, Error> {
         let info = self.scanner.info();
         let engine = self.scanner.engine_version().await?;
@@ -584,23 +615,23 @@ impl Run<'_> {
             &info.name,
             &info.version,
             &engine,
-            &image.leaf.digest,
+            manifest_digest,
             &ctx.report_types,
-            image.rootfs,
+            input_kind,
         );
         let results = self.cache.results_dir().to_path_buf();
         if let Some(hit) = cache::load_result::<cache::CachedImageResult>(&results, &key).await {
-            tracing::debug!(manifest = %image.leaf.digest, "image result cache hit");
+            tracing::debug!(manifest = %manifest_digest, "image result cache hit");
             return Ok(hit.into_findings());
         }
-        let findings = self.scan_whole_uncached(image, ctx).await?;
+        let findings = scan.await?;
         if let Some(cacheable) = cache::CachedImageResult::from_findings(&findings) {
             cache::store_result(&results, &key, &cacheable).await;
         }
         Ok(findings)
     }
 
-    async fn scan_whole_uncached(
+    async fn scan_whole(
         &self,
         image: WholeImage<'_>,
         ctx: &ScanContext,
@@ -743,18 +774,7 @@ impl Run<'_> {
             rootfs,
             manifest_digest: image.leaf.digest.clone(),
             config_digest: image.config_digest.to_string(),
-            layers: image
-                .layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| LayerInfo {
-                    index: i,
-                    digest: l.digest.clone(),
-                    diff_id: image.diff_ids[i].clone(),
-                    media_type: l.media_type.clone(),
-                    size: l.size.max(0) as u64,
-                })
-                .collect(),
+            layers: layer_infos(image.layers, image.diff_ids),
             platform: image.platform.clone(),
         };
         progress.scanning(format!("scanning image {}", image.leaf.digest));
@@ -862,6 +882,22 @@ struct WholeImage<'a> {
     config_handle: &'a BlobHandle,
     platform: Option<Platform>,
     rootfs: bool,
+}
+
+/// The scanner's view of a manifest's layers (`diff_ids` has one entry per layer).
+fn layer_infos(layers: &[Descriptor], diff_ids: &[String]) -> Vec<LayerInfo> {
+    layers
+        .iter()
+        .zip(diff_ids)
+        .enumerate()
+        .map(|(index, (l, diff_id))| LayerInfo {
+            index,
+            digest: l.digest.clone(),
+            diff_id: diff_id.clone(),
+            media_type: l.media_type.clone(),
+            size: l.size.max(0) as u64,
+        })
+        .collect()
 }
 
 fn available_platforms(index: &ManifestDoc) -> String {
