@@ -662,9 +662,10 @@ impl Run<'_> {
             to_download,
             image.layers.len(),
         ));
-        // Without a rootfs the layers are still read to their end (diff_id, limits), on a
-        // blocking thread while the scanner works; see below.
-        let mut checks = Vec::new();
+        // Without a rootfs the layers are still read to their end (diff_id, limits), each on a
+        // blocking thread as soon as it is downloaded, while later layers download and the
+        // scanner works; see below.
+        let mut verifications = Vec::new();
         let limiter = Arc::new(Semaphore::new(PARALLEL_DOWNLOADS));
         let fetches: Vec<Fetch> = wanted
             .iter()
@@ -727,13 +728,16 @@ impl Run<'_> {
                     self.cache.invalidate(&digest);
                     handle = self.fetch_now(&digest, size, &progress).await?.0;
                 }
-                checks.push(LayerCheck {
-                    path: handle.path().to_path_buf(),
-                    format: layer_format(&image.layers[i].media_type),
-                    digest: digest.clone(),
-                    size,
-                    diff_id: image.diff_ids[i].clone(),
-                });
+                verifications.push(self.spawn_verification(
+                    LayerCheck {
+                        path: handle.path().to_path_buf(),
+                        format: layer_format(&image.layers[i].media_type),
+                        digest: digest.clone(),
+                        size,
+                        diff_id: image.diff_ids[i].clone(),
+                    },
+                    &budget,
+                ));
             }
             handles.push((digest, handle));
         }
@@ -778,37 +782,57 @@ impl Run<'_> {
             platform: image.platform.clone(),
         };
         progress.scanning(format!("scanning image {}", image.leaf.digest));
-        let verification = (!checks.is_empty()).then(|| {
-            let (budget, cancel, scratch) =
-                (budget.clone(), self.cancel.clone(), self.scratch.clone());
-            tokio::task::spawn_blocking(move || {
-                let verified = checks
-                    .iter()
-                    .try_for_each(|c| verify_layer(c, &budget, &cancel));
-                drop(scratch);
-                verified.map_err(|failure| (failure, checks))
-            })
-        });
-        let scanned = self.scanner.scan_image(&input, ctx).await;
-        // A layer that fails verification voids whatever the scanner made of it.
-        if let Some(verification) = verification {
-            match verification.await {
-                Ok(Ok(())) => {}
-                Ok(Err((failure, checks))) => {
-                    if failure.cache_suspect {
-                        for c in &checks {
-                            self.cache.invalidate(&c.digest);
+        let verified = async {
+            for verification in verifications {
+                match verification.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err((failure, digest))) => {
+                        if failure.cache_suspect {
+                            self.cache.invalidate(&digest);
                         }
+                        return Err(failure.error);
                     }
-                    return Err(failure.error);
+                    Err(e) => {
+                        return Err(Error::internal(format!("layer verification failed: {e}")));
+                    }
                 }
-                Err(e) => return Err(Error::internal(format!("layer verification failed: {e}"))),
             }
-        }
+            Ok(())
+        };
+        let scan = self.scanner.scan_image(&input, ctx);
+        tokio::pin!(verified, scan);
+        // A layer that fails verification voids whatever the scanner made of it: its error wins,
+        // and stops the scanner at once if it comes first.
+        let scanned = tokio::select! {
+            biased;
+            verified = &mut verified => {
+                verified?;
+                scan.await
+            }
+            scanned = &mut scan => {
+                verified.await?;
+                scanned
+            }
+        };
         let mut findings = scanned?;
         findings.notices.extend(notices);
         drop(handles);
         Ok(findings)
+    }
+
+    /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread that keeps
+    /// the scratch dir alive until it ends. A failure carries the layer's digest.
+    fn spawn_verification(
+        &self,
+        check: LayerCheck,
+        budget: &Arc<Budget>,
+    ) -> JoinHandle<Result<(), (LayerFailure, String)>> {
+        let (budget, cancel, scratch) = (budget.clone(), self.cancel.clone(), self.scratch.clone());
+        tokio::task::spawn_blocking(move || {
+            let verified = verify_layer(&check, &budget, &cancel);
+            drop(scratch);
+            verified.map_err(|failure| (failure, check.digest))
+        })
     }
 
     /// Unpacks one layer on a blocking thread that keeps the scratch dir alive until it ends.
