@@ -159,11 +159,10 @@ impl PluginProcess {
         // Like tonic's `Channel`: without it Nagle holds the request body back for a delayed
         // ACK (about 40 ms) after its headers started the server's deadline timer.
         connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .http2_only(true)
-        .build(connector);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build(connector);
         let origin = format!("http://{}", self.addr)
             .parse()
             .expect("plugin address is a valid URI");

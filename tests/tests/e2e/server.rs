@@ -552,4 +552,3 @@ async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
     let api_version = output.get_field_by_name("api_version").unwrap();
     assert_eq!(api_version.as_str(), Some("sidescan.v1"));
 }
-
