@@ -61,6 +61,24 @@ fn manifests() -> Vec<String> {
         .collect()
 }
 
+/// Asserts that two texts are equal, naming the first line that differs.
+fn assert_same_text(actual: &str, expected: &str, what: &str) {
+    if actual == expected {
+        return;
+    }
+    let line = actual
+        .lines()
+        .zip(expected.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| actual.lines().count().min(expected.lines().count()));
+    panic!(
+        "{what}, first at line {}:\n  found:    {:?}\n  expected: {:?}",
+        line + 1,
+        actual.lines().nth(line).unwrap_or("<end>"),
+        expected.lines().nth(line).unwrap_or("<end>")
+    );
+}
+
 fn str_of<'a>(y: &'a Yaml, what: &str) -> &'a str {
     y.as_str()
         .unwrap_or_else(|| panic!("{what}: expected a string, found {y:?}"))
@@ -270,8 +288,7 @@ fn zot_plugin_config_resolves_to_the_scanner_service() {
         "the adapter listens on its grpc port"
     );
     assert_eq!(
-        service["spec"]["selector"],
-        deployment["spec"]["selector"]["matchLabels"],
+        service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"],
         "the Service selects the Deployment's pods"
     );
     assert_eq!(
@@ -282,15 +299,18 @@ fn zot_plugin_config_resolves_to_the_scanner_service() {
 
     let zot = yaml_docs("deploy/kubernetes/standalone/zot.yaml");
     let zot_config = resource(&zot, "ConfigMap", "zot-config");
-    assert_eq!(
-        str_of(&zot_config["data"]["plugin_config.json"], "plugin_config.json"),
-        read("deploy/zot/plugin_config.json"),
-        "the ConfigMap carries deploy/zot/plugin_config.json"
+    assert_same_text(
+        str_of(
+            &zot_config["data"]["plugin_config.json"],
+            "plugin_config.json",
+        ),
+        &read("deploy/zot/plugin_config.json"),
+        "standalone/zot.yaml: plugin_config.json differs from deploy/zot/plugin_config.json",
     );
-    assert_eq!(
+    assert_same_text(
         str_of(&zot_config["data"]["config.json"], "config.json"),
-        read("deploy/zot/config.json"),
-        "the ConfigMap carries deploy/zot/config.json"
+        &read("deploy/zot/config.json"),
+        "standalone/zot.yaml: config.json differs from deploy/zot/config.json",
     );
     let zot_service = resource(&zot, "Service", "zot");
     assert!(
@@ -299,7 +319,10 @@ fn zot_plugin_config_resolves_to_the_scanner_service() {
             .any(|p| p["port"].as_i64() == Some(8080))
     );
     let config: serde_json::Value = serde_json::from_str(&read("deploy/zot/config.json")).unwrap();
-    assert_eq!(config["http"]["port"], "8080", "zot listens on zot-addr's port");
+    assert_eq!(
+        config["http"]["port"], "8080",
+        "zot listens on zot-addr's port"
+    );
     assert_eq!(config["extensions"]["search"]["enable"], true);
 
     // Compose: the same names, so the same plugin_config.json works there.
@@ -324,7 +347,11 @@ fn zot_plugin_config_resolves_to_the_scanner_service() {
         .iter()
         .map(|v| str_of(v, "volume"))
         .collect();
-    assert!(zot_volumes.iter().any(|v| v.starts_with("./plugin_config.json:")));
+    assert!(
+        zot_volumes
+            .iter()
+            .any(|v| v.starts_with("./plugin_config.json:"))
+    );
     assert!(zot_volumes.iter().any(|v| v.starts_with("./config.json:")));
 }
 
@@ -332,9 +359,10 @@ fn zot_plugin_config_resolves_to_the_scanner_service() {
 fn sidecar_plugin_config_resolves_to_the_adapter_in_the_pod() {
     let docs = yaml_docs("deploy/kubernetes/sidecar/zot.yaml");
     let config = resource(&docs, "ConfigMap", "zot-config");
-    assert_eq!(
+    assert_same_text(
         str_of(&config["data"]["config.json"], "config.json"),
-        read("deploy/zot/config.json")
+        &read("deploy/zot/config.json"),
+        "sidecar/zot.yaml: config.json differs from deploy/zot/config.json",
     );
     let configs = plugin_config::parse(
         str_of(&config["data"]["plugin_config.json"], "plugin_config.json"),
@@ -349,7 +377,10 @@ fn sidecar_plugin_config_resolves_to_the_adapter_in_the_pod() {
     let pod = &resource(&docs, "Deployment", "zot")["spec"]["template"]["spec"];
     let adapter = container(pod, "sidescan-clamav");
     assert_eq!(port_of(env(adapter, "SIDESCAN_LISTEN")), 50051);
-    assert_eq!(env(adapter, "SIDESCAN_ALLOWED_REGISTRIES"), "127.0.0.1:8080");
+    assert_eq!(
+        env(adapter, "SIDESCAN_ALLOWED_REGISTRIES"),
+        "127.0.0.1:8080"
+    );
     let zot = container(pod, "zot");
     assert!(
         list(&zot["ports"])
@@ -430,15 +461,17 @@ fn clamd_configuration_is_valid_and_matches_the_adapter() {
     ] {
         let config = yaml_docs(&format!("{file}/clamav-config.yaml"));
         let config = resource(&config, "ConfigMap", "sidescan-clamd-config");
-        assert_eq!(
+        assert_same_text(
             str_of(&config["data"]["clamd.conf"], "clamd.conf"),
-            clamd_conf,
-            "{file}/clamav-config.yaml: clamd.conf differs from deploy/clamav/clamd.conf"
+            &clamd_conf,
+            &format!("{file}/clamav-config.yaml: clamd.conf differs from deploy/clamav/clamd.conf"),
         );
-        assert_eq!(
+        assert_same_text(
             str_of(&config["data"]["freshclam.conf"], "freshclam.conf"),
-            freshclam_conf,
-            "{file}/clamav-config.yaml: freshclam.conf differs from deploy/clamav/freshclam.conf"
+            &freshclam_conf,
+            &format!(
+                "{file}/clamav-config.yaml: freshclam.conf differs from deploy/clamav/freshclam.conf"
+            ),
         );
         let manifest = if deployment == "zot" {
             format!("{file}/zot.yaml")
@@ -496,7 +529,10 @@ fn clamd_configuration_is_valid_and_matches_the_adapter() {
             what("--clamd-connections below MaxThreads")
         );
         let (db_volume, _) = mount_at(clamd, database).expect("database mounted in clamd");
-        assert_eq!(mount_at(freshclam, database).map(|m| m.0), Some(db_volume.clone()));
+        assert_eq!(
+            mount_at(freshclam, database).map(|m| m.0),
+            Some(db_volume.clone())
+        );
         assert_eq!(
             list(&seed["volumeMounts"])[0]["name"].as_str(),
             Some(db_volume.as_str()),
@@ -562,7 +598,10 @@ fn every_container_is_hardened_and_sized_and_adapters_have_grpc_probes() {
                 Some("RuntimeDefault")
             );
             let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
-            for c in list(&pod["containers"]).iter().chain(list(&pod["initContainers"])) {
+            for c in list(&pod["containers"])
+                .iter()
+                .chain(list(&pod["initContainers"]))
+            {
                 let sc = &c["securityContext"];
                 assert_eq!(
                     sc["allowPrivilegeEscalation"].as_bool(),
@@ -588,7 +627,11 @@ fn every_container_is_hardened_and_sized_and_adapters_have_grpc_probes() {
                     ("requests", "memory"),
                     ("limits", "memory"),
                 ] {
-                    assert!(r[section][key].as_str().is_some(), "{}: {section}.{key}", at(c));
+                    assert!(
+                        r[section][key].as_str().is_some(),
+                        "{}: {section}.{key}",
+                        at(c)
+                    );
                 }
                 let Some(image) = c["image"].as_str() else {
                     panic!("{}: no image", at(c))
