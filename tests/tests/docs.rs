@@ -680,3 +680,266 @@ fn humantime_secs(s: &str) -> i64 {
         .unwrap_or_else(|e| panic!("duration {s:?}: {e}"))
         .as_secs() as i64
 }
+
+/// The manifest's view of one container: where each volume is mounted.
+struct Mounts(Vec<(String, String)>);
+
+impl Mounts {
+    fn of(c: &Yaml) -> Self {
+        Self(
+            list(&c["volumeMounts"])
+                .iter()
+                .map(|m| {
+                    (
+                        str_of(&m["mountPath"], "mountPath").to_string(),
+                        str_of(&m["name"], "volume name").to_string(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Where `path` inside the container lives on this machine: the volume mounted at its
+    /// longest matching mount path, as a directory under `volumes`.
+    fn host_path(&self, path: &str, volumes: &Path) -> PathBuf {
+        let (mount, volume) = self
+            .0
+            .iter()
+            .filter(|(m, _)| path == m || path.starts_with(&format!("{m}/")))
+            .max_by_key(|(m, _)| m.len())
+            .unwrap_or_else(|| panic!("{path} is on no volume of the container"));
+        let rest = path[mount.len()..].trim_start_matches('/');
+        let dir = volumes.join(volume);
+        std::fs::create_dir_all(&dir).unwrap();
+        if rest.is_empty() { dir } else { dir.join(rest) }
+    }
+}
+
+/// A size option scaled down 100 times, in bytes (the test's files stay small).
+fn scaled(size: &str) -> String {
+    (bytes(size) / 100).to_string()
+}
+
+/// Whether clamd answers `PING` on `socket`.
+fn clamd_pings(socket: &Path) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let mut answer = String::new();
+    s.write_all(b"zPING\0").is_ok()
+        && s.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("PONG")
+}
+
+/// The pod of `deploy/kubernetes/standalone/clamav.yaml` on this machine: clamd runs with the
+/// deployed `clamd.conf` and the adapter with the manifest's environment, each seeing the pod's
+/// volumes (directories of one temp dir) where its mounts put them. Sizes are scaled down 100
+/// times on both sides; the registry is a local one. A small file reaches clamd as a descriptor
+/// (`FILDES`), a file over `StreamMaxLength` as a scratch copy clamd opens by path (`SCAN`), and a
+/// file over `MaxFileSize` becomes a notice.
+#[tokio::test]
+async fn the_deployed_clamd_and_adapter_scan_files_of_every_size() {
+    use sidescan_proto::v1 as pb;
+    use sidescan_tests::clamd::{BODY_MARKER, BODY_SIGNATURE, EICAR_SIGNATURE};
+    use sidescan_tests::fixtures::{EICAR, Entry, Image, Layer};
+    use sidescan_tests::process::ChildGuard;
+    use sidescan_tests::registry::Registry;
+    use std::time::{Duration, Instant};
+
+    let docs = yaml_docs("deploy/kubernetes/standalone/clamav.yaml");
+    let pod = &resource(&docs, "Deployment", "sidescan-clamav")["spec"]["template"]["spec"];
+    let adapter = container(pod, "sidescan-clamav");
+    let clamd_mounts = Mounts::of(container(pod, "clamd"));
+    let adapter_mounts = Mounts::of(adapter);
+    let root = tempfile::tempdir().unwrap();
+    let volumes = root.path().join("volumes");
+
+    // clamd.conf as deployed, its paths on the pod's volumes, its sizes scaled.
+    let mut conf = String::new();
+    for line in read("deploy/clamav/clamd.conf").lines() {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        let value = match key {
+            "LocalSocket" | "DatabaseDirectory" | "TemporaryDirectory" => clamd_mounts
+                .host_path(value, &volumes)
+                .display()
+                .to_string(),
+            "StreamMaxLength" | "MaxFileSize" | "MaxScanSize" => scaled(value),
+            _ => {
+                conf.push_str(line);
+                conf.push('\n');
+                continue;
+            }
+        };
+        conf.push_str(&format!("{key} {value}\n"));
+    }
+    let database = PathBuf::from(option(&conf, "DatabaseDirectory"));
+    sidescan_tests::clamd::write_test_signatures(&database).unwrap();
+    std::fs::create_dir_all(option(&conf, "TemporaryDirectory")).unwrap();
+    let socket = PathBuf::from(option(&conf, "LocalSocket"));
+    std::fs::write(root.path().join("clamd.conf"), &conf).unwrap();
+    let clamd_log = root.path().join("clamd.log");
+    let clamd = Command::new(tool::clamd())
+        .arg(format!(
+            "--config-file={}",
+            root.path().join("clamd.conf").display()
+        ))
+        .stdout(std::fs::File::create(&clamd_log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start clamd");
+    let _clamd = ChildGuard::new(clamd, "clamd (deployed clamd.conf)");
+    let started = Instant::now();
+    while !clamd_pings(&socket) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "clamd with the deployed clamd.conf did not come up:\n{conf}\nlog:\n{}",
+            std::fs::read_to_string(&clamd_log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The adapter with the manifest's environment.
+    let registry = Registry::anonymous();
+    let registry_host = registry.url().trim_start_matches("http://").to_string();
+    let addr_file = root.path().join("addr");
+    let mut cmd = Command::new(workspace_binary("sidescan-clamav"));
+    cmd.env_clear();
+    for e in list(&adapter["env"]) {
+        let name = str_of(&e["name"], "env name");
+        let value = str_of(&e["value"], "env value");
+        let value = match name {
+            // Loopback only, and no metrics port in a test.
+            "SIDESCAN_LISTEN" => "127.0.0.1:0".to_string(),
+            "SIDESCAN_METRICS_LISTEN" => continue,
+            "SIDESCAN_ALLOWED_REGISTRIES" => registry_host.clone(),
+            "SIDESCAN_CLAMD" => format!(
+                "unix:{}",
+                adapter_mounts
+                    .host_path(value.trim_start_matches("unix:"), &volumes)
+                    .display()
+            ),
+            "SIDESCAN_SCRATCH_DIR" | "SIDESCAN_CACHE_DIR" => adapter_mounts
+                .host_path(value, &volumes)
+                .display()
+                .to_string(),
+            "SIDESCAN_STREAM_MAX_LENGTH" | "SIDESCAN_CLAMD_MAX_FILE_SIZE" => scaled(value),
+            _ => value.to_string(),
+        };
+        cmd.env(name, value);
+    }
+    cmd.env("SIDESCAN_ADDR_FILE", &addr_file)
+        .env("SIDESCAN_HEALTH_INTERVAL", "100ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(root.path().join("adapter.log")).unwrap());
+    let _adapter = ChildGuard::new(
+        cmd.spawn().expect("start sidescan-clamav"),
+        "sidescan-clamav",
+    );
+    let adapter_log =
+        || std::fs::read_to_string(root.path().join("adapter.log")).unwrap_or_default();
+    let started = Instant::now();
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the adapter did not start:\n{}",
+            adapter_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = sidescan_proto::client::PluginClient::connect(
+        &format!("http://{addr}"),
+        ClientOptions::default(),
+    )
+    .await
+    .expect("connect to the adapter");
+    let started = Instant::now();
+    while !matches!(
+        client.health().await,
+        Ok(sidescan_proto::client::ServingStatus::Serving)
+    ) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the adapter never became SERVING:\n{}",
+            adapter_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // One file of each size: EICAR (small), the body marker in a file over StreamMaxLength but
+    // under MaxFileSize, and a file over MaxFileSize.
+    let stream_max = bytes(&scaled(option(
+        &read("deploy/clamav/clamd.conf"),
+        "StreamMaxLength",
+    )));
+    let max_file = bytes(&scaled(option(
+        &read("deploy/clamav/clamd.conf"),
+        "MaxFileSize",
+    )));
+    let mut large = vec![0u8; usize::try_from(stream_max * 2).unwrap()];
+    large[1000..1000 + BODY_MARKER.len()].copy_from_slice(BODY_MARKER);
+    let image = Image::new()
+        .layer(Layer::new([
+            Entry::dir("app"),
+            Entry::file("app/eicar.com", EICAR),
+            Entry::file("app/large.bin", large),
+            Entry::zeros("app/huge.bin", max_file + 1),
+        ]))
+        .build();
+    registry.push(&image, "deploy/clamav", "1").await;
+    let response = client
+        .scan(pb::ScanRequest {
+            image: "deploy/clamav:1".into(),
+            registry: Some(pb::Registry {
+                url: registry.url(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("scan: {e}\nadapter log:\n{}", adapter_log()));
+    let report = response.report.expect("report");
+    let mut found: Vec<(String, String)> = report
+        .vulnerabilities
+        .iter()
+        .map(|f| (f.path.clone(), f.id.clone()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("/app/eicar.com".to_string(), EICAR_SIGNATURE.to_string()),
+            ("/app/large.bin".to_string(), BODY_SIGNATURE.to_string()),
+        ],
+        "adapter log:\n{}",
+        adapter_log()
+    );
+    let notices: Vec<&str> = report.notices.iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(notices, ["/app/huge.bin"], "{:?}", report.notices);
+
+    // How each file reached clamd: a descriptor, and a path in the shared scratch volume.
+    let scratch = adapter_mounts.host_path(env(adapter, "SIDESCAN_SCRATCH_DIR"), &volumes);
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&clamd_log).unwrap_or_default();
+        let by_fd = log
+            .lines()
+            .any(|l| l.contains("/memfd:") && l.contains(EICAR_SIGNATURE));
+        let by_path = log.lines().any(|l| {
+            l.contains(&scratch.canonicalize().unwrap().display().to_string())
+                && l.contains(BODY_SIGNATURE)
+        });
+        if by_fd && by_path {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "clamd did not get EICAR by descriptor and the large file by path:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
