@@ -44,6 +44,7 @@ pub mod error;
 mod image;
 pub mod input;
 pub mod limits;
+mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugin;

@@ -24,6 +24,7 @@ pub type RawHttp2Client = hyper_util::client::legacy::Client<
 pub struct PluginProcess {
     child: ChildGuard,
     addr: String,
+    metrics_addr: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -62,10 +63,27 @@ impl PluginProcess {
 
     /// Starts `binary` with `--listen listen` (`host:port` or `unix:/path`) and `args`.
     pub fn start_listening(binary: &Path, listen: &str, args: &[&str]) -> Self {
+        Self::spawn(binary, listen, args, false)
+    }
+
+    /// Like [`Self::start`], with the metrics endpoint on a free port of 127.0.0.1
+    /// (`--metrics-listen 127.0.0.1:0`); see [`Self::metrics_text`].
+    pub fn start_with_metrics(binary: &Path, args: &[&str]) -> Self {
+        Self::spawn(binary, "127.0.0.1:0", args, true)
+    }
+
+    fn spawn(binary: &Path, listen: &str, args: &[&str], metrics: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the plugin");
         let addr_file = dir.path().join("addr");
+        let metrics_addr_file = dir.path().join("metrics-addr");
         let log = std::fs::File::create(dir.path().join("plugin.log")).expect("plugin log file");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if metrics {
+            command
+                .args(["--metrics-listen", "127.0.0.1:0", "--metrics-addr-file"])
+                .arg(&metrics_addr_file);
+        }
+        let child = command
             .args(["--listen", listen])
             .arg("--addr-file")
             .arg(&addr_file)
@@ -83,12 +101,22 @@ impl PluginProcess {
         let mut plugin = Self {
             child: ChildGuard::new(child, binary.display().to_string()),
             addr: String::new(),
+            metrics_addr: None,
             dir,
         };
         let started = Instant::now();
         loop {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
                 plugin.addr = addr;
+                // The plugin writes the metrics address before the gRPC one.
+                plugin.metrics_addr = metrics.then(|| {
+                    std::fs::read_to_string(&metrics_addr_file).unwrap_or_else(|e| {
+                        panic!(
+                            "no metrics address file beside the address file: {e}; log:\n{}",
+                            plugin.logs()
+                        )
+                    })
+                });
                 return plugin;
             }
             if let Some(status) = plugin.child.try_wait() {
@@ -109,6 +137,40 @@ impl PluginProcess {
     /// The bound address: `127.0.0.1:PORT` or `unix:/path`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The bound metrics address (`127.0.0.1:PORT`) of a plugin started with
+    /// [`Self::start_with_metrics`].
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics_addr.as_deref()
+    }
+
+    /// `GET /metrics` of a plugin started with [`Self::start_with_metrics`]: the response body,
+    /// after checking the status and the OpenMetrics content type.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self
+            .metrics_addr()
+            .expect("plugin started without --metrics-listen");
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("GET http://{addr}/metrics: {e}"));
+        assert_eq!(response.status(), 200, "GET /metrics");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "content type {content_type:?}"
+        );
+        response.text().await.expect("metrics body")
+    }
+
+    /// [`Self::metrics_text`], parsed.
+    pub async fn metrics(&self) -> crate::metrics::Scrape {
+        crate::metrics::Scrape::parse(&self.metrics_text().await)
     }
 
     /// The plugin URL as clients take it: `http://127.0.0.1:PORT` or `unix:/path`.

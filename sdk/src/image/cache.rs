@@ -234,6 +234,7 @@ impl BlobCache {
         if let Some(handle) = self.hit(&hex, size) {
             return Ok((handle, false));
         }
+        tracing::debug!(blob = %hex, size, "blob not cached: downloading");
         let tmp = self
             .tmp
             .join(format!("{hex}.{}", uuid::Uuid::new_v4().simple()));

@@ -87,6 +87,7 @@ pub(crate) fn resolve_target(
     registry_url: &str,
     insecure: bool,
 ) -> Result<Target, Error> {
+    refuse_credentials(image, registry_url)?;
     let url = parse_registry_url(registry_url)?;
     let image_trimmed = image.trim();
     if image_trimmed.is_empty() {
@@ -135,6 +136,19 @@ pub(crate) fn resolve_target(
         },
         plain_http,
     })
+}
+
+/// Refuses `user:password@` in the registry URL or in the image's host without echoing either:
+/// error messages are logged and the password must never be.
+fn refuse_credentials(image: &str, registry_url: &str) -> Result<(), Error> {
+    let image_host = image.trim().split_once('/').map(|(first, _)| first);
+    if registry_url.contains('@') || image_host.is_some_and(|host| host.contains('@')) {
+        return Err(Error::invalid_argument(
+            "credentials (user:password@) in the registry url or image reference are not \
+             accepted: send them in Registry.authorization",
+        ));
+    }
+    Ok(())
 }
 
 /// A parsed `Registry.url`.
@@ -561,6 +575,22 @@ mod tests {
         assert!(resolve_target(&long, "", false).is_err());
         let long_tag = format!("app:{}", "a".repeat(129));
         assert!(resolve_target(&long_tag, "", false).is_err());
+    }
+
+    #[test]
+    fn credentials_in_a_url_or_reference_are_refused_without_echo() {
+        for (image, url) in [
+            ("app:1", "http://alice:s3cret-pw@127.0.0.1:5000"),
+            ("alice:s3cret-pw@127.0.0.1:5000/app:1", ""),
+            ("alice:s3cret-pw@registry.example/app:1", ""),
+        ] {
+            let err = resolve_target(image, url, false).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{image} {url}");
+            assert!(!err.message().contains("s3cret"), "{}", err.message());
+        }
+        // A digest's '@' is no credential.
+        resolve_target("127.0.0.1:5000/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "", false)
+            .unwrap();
     }
 
     #[test]

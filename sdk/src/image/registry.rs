@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -19,6 +19,7 @@ use super::auth::Credentials;
 use super::manifest;
 use super::reference::{ImageRef, Target, digest_hex};
 use crate::error::Error;
+use crate::metrics::{Metrics, Pulled};
 
 /// Attempts per idempotent request (first try included).
 const ATTEMPTS: u32 = 4;
@@ -32,9 +33,9 @@ type ClientKey = (String, bool, [u8; 32]);
 /// `oci_client::Client`s keyed by registry, protocol and a hash of the credentials. oci-client
 /// keeps the first credentials it sees for a registry for the client's whole life, so credential
 /// sets never share a client.
-#[derive(Default)]
 pub(crate) struct ClientPool {
     clients: Mutex<HashMap<ClientKey, (oci_client::Client, Instant)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for ClientPool {
@@ -44,6 +45,14 @@ impl std::fmt::Debug for ClientPool {
 }
 
 impl ClientPool {
+    /// An empty pool whose sessions count the bytes they pull in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            clients: Mutex::default(),
+            metrics,
+        }
+    }
+
     /// The client for this target and credential set.
     pub fn session(&self, target: &Target, creds: &Credentials) -> Session {
         let key = (target.image.registry.clone(), target.plain_http, creds.key);
@@ -83,6 +92,7 @@ impl ClientPool {
             auth: creds.auth.clone(),
             anonymous: creds.is_anonymous(),
             image: target.image.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -94,6 +104,7 @@ pub(crate) struct Session {
     auth: RegistryAuth,
     anonymous: bool,
     image: ImageRef,
+    metrics: Arc<Metrics>,
 }
 
 impl Session {
@@ -136,6 +147,7 @@ impl Session {
                 .map_err(|e| self.map_error(e, &what))
         })
         .await?;
+        self.metrics.pulled(Pulled::Manifest, body.len() as u64);
         // oci-client buffers the body before we see it; the limit is checked right after.
         if max_bytes > 0 && body.len() as u64 > max_bytes {
             return Err(Error::resource_exhausted(format!(
@@ -261,6 +273,8 @@ impl Session {
             match next {
                 None => break,
                 Some(Ok(chunk)) => {
+                    // The one place blob bytes arrive from a registry (retried ranges included).
+                    self.metrics.pulled(Pulled::Blob, chunk.len() as u64);
                     *received += chunk.len() as u64;
                     if *received > size {
                         return Err((

@@ -30,6 +30,7 @@ use crate::image::cache::BlobCache;
 use crate::image::reference::{Target, normalize_host, resolve_target};
 use crate::image::registry::ClientPool;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::model::{Platform, ScanFindings};
 use crate::plugin::Scanner;
 
@@ -118,6 +119,7 @@ pub struct Pipeline {
     allowed: Vec<String>,
     cache: Arc<BlobCache>,
     clients: ClientPool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -132,6 +134,14 @@ impl Pipeline {
     /// A pipeline with `options`; creates the cache and scratch directories and rescans the blob
     /// cache. A malformed `allowed_registries` entry is INVALID_ARGUMENT.
     pub fn new(options: PipelineOptions) -> Result<Self, Error> {
+        Self::with_metrics(options, Arc::new(Metrics::new()))
+    }
+
+    /// [`Pipeline::new`], counting pulled bytes and cache lookups in the server's `metrics`.
+    pub(crate) fn with_metrics(
+        options: PipelineOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         let cache = BlobCache::open(&options.cache_dir, options.cache_max_bytes)?;
         std::fs::create_dir_all(&options.scratch_root).map_err(|e| {
             Error::failed_precondition(format!(
@@ -148,7 +158,8 @@ impl Pipeline {
             options,
             allowed,
             cache,
-            clients: ClientPool::default(),
+            clients: ClientPool::new(metrics.clone()),
+            metrics,
         })
     }
 
@@ -213,6 +224,7 @@ impl Pipeline {
         let run = run::Run {
             options: &self.options,
             cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
             session,
             scanner: scanner.clone(),
             target,

@@ -10,6 +10,7 @@ use tempfile::TempDir;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::merge::merge;
 use super::progress::Progress;
@@ -28,6 +29,7 @@ use crate::image::reference::{Target, parse_digest};
 use crate::image::registry::Session;
 use crate::image::unpack::{unpack_layer, verify_layer};
 use crate::input::{ArtifactBlob, ImageInput, Layer, LayerInfo, RemoteImage};
+use crate::metrics::{CacheKind, Metrics};
 use crate::model::{Notice, Platform, ScanFindings, notice_codes};
 use crate::plugin::{Input, Scanner};
 
@@ -38,6 +40,7 @@ const PARALLEL_DOWNLOADS: usize = 3;
 pub(super) struct Run<'a> {
     pub options: &'a PipelineOptions,
     pub cache: Arc<BlobCache>,
+    pub metrics: Arc<Metrics>,
     pub session: Arc<Session>,
     pub scanner: Arc<dyn Scanner>,
     pub target: Target,
@@ -250,6 +253,7 @@ impl Run<'_> {
         let progress = progress.clone();
         let limiter = limiter.clone();
         let digest = digest.to_string();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let _permit = tokio::select! {
                 p = limiter.acquire_owned() => p.map_err(|_| Error::internal("download limiter closed"))?,
@@ -272,12 +276,15 @@ impl Run<'_> {
                     }
                 })
                 .await?;
+            metrics.cache_lookup(CacheKind::Blob, !fetched);
             if !fetched {
                 progress.downloaded(size);
             }
             progress.blob_ready(&digest, !fetched);
             Ok((handle, fetched))
-        })
+        }
+        // Its log lines (retries, cache repairs) belong to the scan.
+        .in_current_span())
     }
 
     /// Fetches one blob now.
@@ -450,6 +457,7 @@ impl Run<'_> {
         }
         let info = self.scanner.info();
         let engine = self.scanner.engine_version().await?;
+        self.metrics.set_engine_version(&engine);
         let budget = Budget::new(*self.limits());
         let results = self.cache.results_dir().to_path_buf();
         let mut to_download = 0u64;
@@ -464,6 +472,7 @@ impl Run<'_> {
             let (digest, size) = blob_digest(layer, "layer")?;
             let key = cache::result_key(&info.name, &info.version, &engine, &digest);
             let hit = cache::load_result(&results, &key).await;
+            self.metrics.cache_lookup(CacheKind::Layer, hit.is_some());
             if hit.is_none() {
                 to_download += size;
             }
@@ -611,6 +620,7 @@ impl Run<'_> {
     ) -> Result<ScanFindings, Error> {
         let info = self.scanner.info();
         let engine = self.scanner.engine_version().await?;
+        self.metrics.set_engine_version(&engine);
         let key = cache::image_result_key(
             &info.name,
             &info.version,
@@ -620,7 +630,9 @@ impl Run<'_> {
             input_kind,
         );
         let results = self.cache.results_dir().to_path_buf();
-        if let Some(hit) = cache::load_result::<cache::CachedImageResult>(&results, &key).await {
+        let hit = cache::load_result::<cache::CachedImageResult>(&results, &key).await;
+        self.metrics.cache_lookup(CacheKind::Image, hit.is_some());
+        if let Some(hit) = hit {
             tracing::debug!(manifest = %manifest_digest, "image result cache hit");
             return Ok(hit.into_findings());
         }

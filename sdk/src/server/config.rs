@@ -171,6 +171,28 @@ pub struct ServerConfig {
     /// Largest manifest or index document.
     #[arg(long, env = "SIDESCAN_MAX_MANIFEST_SIZE", default_value = "4MiB")]
     pub max_manifest_size: ByteSize,
+
+    /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) over plain HTTP on this
+    /// host:port. Off when not given.
+    #[arg(long, env = "SIDESCAN_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<String>,
+
+    /// Write the bound metrics address (host:port) to this file once serving; useful with
+    /// --metrics-listen 127.0.0.1:0. Written before --addr-file.
+    #[arg(long, env = "SIDESCAN_METRICS_ADDR_FILE", requires = "metrics_listen")]
+    pub metrics_addr_file: Option<PathBuf>,
+}
+
+/// Accepts `host:port` (no `unix:` socket: Prometheus scrapes TCP).
+fn parse_metrics_listen(s: &str) -> Result<String, String> {
+    match s.parse::<ListenAddr>() {
+        Ok(ListenAddr::Tcp(addr)) => Ok(addr),
+        Ok(ListenAddr::Unix(_)) => Err(format!(
+            "invalid metrics address {s:?}: expected host:port (e.g. 127.0.0.1:9464); Prometheus \
+             scrapes TCP, not Unix sockets"
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -279,5 +301,23 @@ mod tests {
             "cert without key"
         );
         assert!(Cli::try_parse_from(["p", "--max-concurrent-scans", "0"]).is_err());
+    }
+
+    #[test]
+    fn metrics_listen_takes_host_port_only_and_is_off_by_default() {
+        let off = Cli::try_parse_from(["p"]).unwrap();
+        assert_eq!(off.config.metrics_listen, None);
+        let on = Cli::try_parse_from(["p", "--metrics-listen", "0.0.0.0:9464"]).unwrap();
+        assert_eq!(on.config.metrics_listen.as_deref(), Some("0.0.0.0:9464"));
+        for bad in ["unix:/tmp/m.sock", "9464", "host:port"] {
+            assert!(
+                Cli::try_parse_from(["p", "--metrics-listen", bad]).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["p", "--metrics-addr-file", "/tmp/m"]).is_err(),
+            "an address file without --metrics-listen"
+        );
     }
 }

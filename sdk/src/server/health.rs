@@ -8,26 +8,26 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::metrics::Metrics;
 use crate::plugin::{Readiness, Scanner};
 
 /// Polls [`Scanner::readiness`] every `interval` and mirrors it into the health service (for the
-/// `sidescan.v1.Scan` service and the server as a whole, `""`) and into `state`, until `stop`.
-/// A readiness call that takes longer than `interval` counts as not ready.
+/// `sidescan.v1.Scan` service and the server as a whole, `""`), into `state` and into the
+/// `sidescan_engine_ready` gauge, until `stop`. A readiness call that takes longer than
+/// `interval` counts as not ready. Each time the engine becomes ready its
+/// [`Scanner::engine_version`] is read once for `sidescan_build_info` (scans keep it current).
 pub(crate) async fn watch_readiness(
     scanner: Arc<dyn Scanner>,
     reporter: HealthReporter,
     state: watch::Sender<Readiness>,
     interval: Duration,
     stop: CancellationToken,
+    metrics: Arc<Metrics>,
 ) {
     let mut last: Option<Readiness> = None;
+    let patience = interval.max(Duration::from_millis(100));
     loop {
-        let now = match tokio::time::timeout(
-            interval.max(Duration::from_millis(100)),
-            scanner.readiness(),
-        )
-        .await
-        {
+        let now = match tokio::time::timeout(patience, scanner.readiness()).await {
             Ok(readiness) => readiness,
             Err(_) => Readiness::NotReady(format!(
                 "readiness check took longer than {}",
@@ -41,8 +41,15 @@ pub(crate) async fn watch_readiness(
                     tracing::warn!(%reason, "scanner engine not ready: not serving")
                 }
             }
+            metrics.set_engine_ready(now == Readiness::Ready);
             set_status(&reporter, &now).await;
             let _ = state.send(now.clone());
+            if now == Readiness::Ready
+                && let Ok(Ok(version)) =
+                    tokio::time::timeout(patience, scanner.engine_version()).await
+            {
+                metrics.set_engine_version(&version);
+            }
             last = Some(now);
         }
         tokio::select! {

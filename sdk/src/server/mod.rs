@@ -6,6 +6,7 @@
 //! period.
 
 mod config;
+mod exporter;
 mod health;
 mod limiter;
 mod logging;
@@ -24,6 +25,7 @@ use tonic::transport::{Server, server::TcpIncoming};
 
 pub use config::{ListenAddr, LogFormat, ServerConfig};
 
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plugin::{Readiness, Scanner};
 use service::{ScanGrpc, ScanService};
@@ -118,14 +120,18 @@ async fn shutdown_signal() {
 }
 
 /// Serves `scanner` until `shutdown` resolves, then stops accepting work, reports NOT_SERVING,
-/// lets in-flight scans finish within the grace period, and returns.
+/// lets in-flight scans finish within the grace period, and returns. The metrics endpoint
+/// (`--metrics-listen`) serves until then too.
 pub async fn run(
     scanner: Arc<dyn Scanner>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let info = scanner.info();
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_plugin(&info.name, &info.version);
     let pipeline = Arc::new(
-        Pipeline::new(config.pipeline_options())
+        Pipeline::with_metrics(config.pipeline_options(), metrics.clone())
             .map_err(|e| ServeError::Config(e.message().to_owned()))?,
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -139,6 +145,7 @@ pub async fn run(
         readiness_tx,
         config.health_interval,
         stop_watching.clone(),
+        metrics.clone(),
     ));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -157,6 +164,7 @@ pub async fn run(
         pipeline,
         readiness_rx,
         config.clone(),
+        metrics.clone(),
     )));
     let mut builder = Server::builder();
     if let Some(tls) = tls::server_tls(&config)? {
@@ -172,7 +180,29 @@ pub async fn run(
     let drain = async {
         let _ = drain_rx.await;
     };
-    let info = scanner.info();
+    // The metrics endpoint serves until this function returns, however it returns.
+    let stop_metrics = CancellationToken::new();
+    let _stop_metrics_on_return = stop_metrics.clone().drop_guard();
+    let metrics_endpoint = match &config.metrics_listen {
+        Some(addr) => {
+            let listener = exporter::bind(addr).await?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?
+                .to_string();
+            let endpoint = tokio::spawn(exporter::serve(
+                listener,
+                metrics.clone(),
+                stop_metrics.clone(),
+            ));
+            Some((bound, endpoint))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_endpoint.as_ref().map(|(bound, _)| bound.as_str());
     let served = match &config.listen {
         ListenAddr::Tcp(addr) => {
             let listener = TcpListener::bind(addr)
@@ -188,7 +218,7 @@ pub async fn run(
                     source,
                 })?
                 .to_string();
-            announce(&config, &info.name, &bound)?;
+            announce(&config, &info.name, &bound, metrics_addr)?;
             tokio::spawn(
                 // `serve_with_incoming` ignores the builder's TCP options: without TCP_NODELAY
                 // Nagle's algorithm holds a response's trailers back for a delayed ACK (about
@@ -210,7 +240,12 @@ pub async fn run(
                 addr: config.listen.to_string(),
                 source,
             })?;
-            announce(&config, &info.name, &config.listen.to_string())?;
+            announce(
+                &config,
+                &info.name,
+                &config.listen.to_string(),
+                metrics_addr,
+            )?;
             tokio::spawn(
                 router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), drain),
             )
@@ -235,6 +270,10 @@ pub async fn run(
         }
     };
     stop_watching.cancel();
+    stop_metrics.cancel();
+    if let Some((_, endpoint)) = metrics_endpoint {
+        let _ = endpoint.await;
+    }
     if let ListenAddr::Unix(path) = &config.listen {
         let _ = std::fs::remove_file(path);
     }
@@ -253,19 +292,36 @@ fn joined_result(
     }
 }
 
-/// Logs the bound address and writes it to `--addr-file` when asked.
-fn announce(config: &ServerConfig, name: &str, addr: &str) -> Result<(), ServeError> {
+/// Logs the bound addresses and writes them to `--metrics-addr-file` and then `--addr-file` when
+/// asked (so a reader that waits for the address file finds both).
+fn announce(
+    config: &ServerConfig,
+    name: &str,
+    addr: &str,
+    metrics_addr: Option<&str>,
+) -> Result<(), ServeError> {
     tracing::info!(
         plugin = name,
         addr,
         tls = config.tls_cert.is_some(),
         "listening"
     );
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(addr = metrics_addr, "serving metrics at /metrics");
+        if let Some(file) = &config.metrics_addr_file {
+            write_atomically(file, metrics_addr)?;
+        }
+    }
     if let Some(file) = &config.addr_file {
-        let tmp = file.with_extension("tmp");
-        std::fs::write(&tmp, addr)
-            .and_then(|()| std::fs::rename(&tmp, file))
-            .map_err(|e| ServeError::Config(format!("cannot write {}: {e}", file.display())))?;
+        write_atomically(file, addr)?;
     }
     Ok(())
+}
+
+/// Writes `text` to a temp file beside `file` and renames it into place.
+fn write_atomically(file: &std::path::Path, text: &str) -> Result<(), ServeError> {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|e| ServeError::Config(format!("cannot write {}: {e}", file.display())))
 }

@@ -1,5 +1,10 @@
 //! The `sidescan.v1.Scan` gRPC service: request validation, deadlines, the concurrency limit, and
 //! the one path from a request to a response that both `ScanImage` and `ScanImageStream` take.
+//!
+//! Every scan request runs inside one `scan` span (fields `request_id`, `rpc`, and once the
+//! request is valid `image`, `registry`, `platform`; never the authorization value) and ends
+//! with one line that carries its `code`: "scan request refused", or "scan finished" / "scan
+//! failed" with `elapsed_ms`. The same place counts it in the metrics.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -20,6 +25,7 @@ use super::limiter::ScanLimiter;
 use crate::context::{Phase, ProgressEvent, ProgressSink, ScanContext};
 use crate::convert::{platform_from_proto, progress_to_proto};
 use crate::error::Error;
+use crate::metrics::{Metrics, Rpc, code_name};
 use crate::pipeline::{Pipeline, ScanJob};
 use crate::plugin::{Input, Readiness, Scanner, ScannerInfo};
 use crate::report::{self, RequestedReports};
@@ -40,6 +46,7 @@ pub(crate) struct ScanService {
     limiter: Arc<ScanLimiter>,
     readiness: watch::Receiver<Readiness>,
     config: ServerConfig,
+    metrics: Arc<Metrics>,
 }
 
 /// A validated request, ready to run.
@@ -57,6 +64,7 @@ impl ScanService {
         pipeline: Arc<Pipeline>,
         readiness: watch::Receiver<Readiness>,
         config: ServerConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let info = scanner.info();
         Self {
@@ -66,9 +74,11 @@ impl ScanService {
             limiter: Arc::new(ScanLimiter::new(
                 config.max_concurrent_scans,
                 config.max_queued_scans,
+                &metrics,
             )),
             readiness,
             config,
+            metrics,
         }
     }
 
@@ -85,10 +95,10 @@ impl ScanService {
     /// in [`Pipeline::validate`], which it calls), before a scan slot is taken.
     fn prepare(
         &self,
+        request_id: String,
         metadata: &MetadataMap,
         request: &pb::ScanRequest,
     ) -> Result<PreparedScan, Error> {
-        let request_id = request_id(metadata);
         let produced = self.produced_types();
         let mut requested = RequestedReports::new();
         for (mime_type, params) in &request.report_types {
@@ -143,13 +153,14 @@ impl ScanService {
         })
     }
 
-    /// Runs a prepared scan to its response. Dropping the future cancels the scan's work.
+    /// Runs a prepared scan to its response, and has `record` log and count how it ended.
+    /// Dropping the future cancels the scan's work (and `record` counts it CANCELLED).
     async fn execute(
         &self,
         scan: PreparedScan,
         progress: ProgressSink,
+        record: ScanRecord,
     ) -> Result<pb::ScanResponse, Error> {
-        let started = Instant::now();
         let cancel = CancellationToken::new();
         let _cancel_on_drop = cancel.clone().drop_guard();
         let PreparedScan {
@@ -204,51 +215,60 @@ impl ScanService {
                 ))),
             }
         };
-        let elapsed_ms = started.elapsed().as_millis();
-        match &result {
-            Ok(resp) => {
-                let summary = resp.report.as_ref().and_then(|r| r.summary.as_ref());
-                tracing::info!(
-                    elapsed_ms,
-                    findings = summary.map_or(0, |s| s.total),
-                    notices = resp.report.as_ref().map_or(0, |r| r.notices.len()),
-                    "scan finished"
-                );
-            }
-            Err(err) => {
-                tracing::warn!(elapsed_ms, code = ?err.code(), error = %err.message(), "scan failed")
-            }
-        }
+        record.finish(&result);
         result
     }
 
-    /// Validates a request for either RPC and opens its log span; a refusal is logged and
-    /// becomes the status the caller gets.
+    /// Opens the request's `scan` span and validates the request in it, for either RPC. A
+    /// refusal is logged and counted, and becomes the status the caller gets; an admitted
+    /// scan gets the [`ScanRecord`] that logs and counts its end.
     fn admit(
         &self,
         request: &Request<pb::ScanRequest>,
-    ) -> Result<(PreparedScan, tracing::Span), Status> {
-        match self.prepare(request.metadata(), request.get_ref()) {
+        rpc: Rpc,
+    ) -> Result<(PreparedScan, tracing::Span, ScanRecord), Status> {
+        let request_id = request_id(request.metadata());
+        // The authorization value is deliberately not a field: it must never be logged. Image
+        // and registry are recorded only once validated (a refused URL may carry a password).
+        let span = tracing::info_span!(
+            "scan",
+            request_id = %request_id,
+            rpc = rpc.as_str(),
+            image = tracing::field::Empty,
+            registry = tracing::field::Empty,
+            platform = tracing::field::Empty,
+        );
+        let prepared =
+            span.in_scope(|| self.prepare(request_id, request.metadata(), request.get_ref()));
+        match prepared {
             Ok(prepared) => {
-                let span = self.span(&prepared.request_id, &prepared.job);
-                Ok((prepared, span))
+                let job = &prepared.job;
+                span.record("image", job.image.as_str());
+                span.record("registry", job.registry_url.as_str());
+                if let Some(platform) = &job.platform {
+                    span.record("platform", platform.to_string());
+                }
+                let record = ScanRecord {
+                    metrics: self.metrics.clone(),
+                    rpc,
+                    span: span.clone(),
+                    started: Instant::now(),
+                    finished: false,
+                };
+                Ok((prepared, span, record))
             }
             Err(err) => {
-                tracing::info!(code = ?err.code(), error = %err.message(), "scan request refused");
+                span.in_scope(|| {
+                    tracing::info!(
+                        code = code_name(err.code()),
+                        error = %err.message(),
+                        "scan request refused"
+                    );
+                });
+                self.metrics.scan_finished(rpc, err.code(), None);
                 Err(err.into())
             }
         }
-    }
-
-    fn span(&self, request_id: &str, job: &ScanJob) -> tracing::Span {
-        // The authorization value is deliberately not a field: it must never be logged.
-        tracing::info_span!(
-            "scan",
-            request_id = %request_id,
-            image = %job.image,
-            registry = %job.registry_url,
-            platform = job.platform.as_ref().map(ToString::to_string).unwrap_or_default(),
-        )
     }
 
     fn metadata(&self, properties: BTreeMap<String, String>) -> pb::GetMetadataResponse {
@@ -305,6 +325,72 @@ impl ScanService {
             }),
         }
     }
+}
+
+/// Logs and counts how one admitted scan ended: once, from [`ScanRecord::finish`], or on drop
+/// as CANCELLED when the scan's future was dropped first (the caller went away).
+struct ScanRecord {
+    metrics: Arc<Metrics>,
+    rpc: Rpc,
+    span: tracing::Span,
+    started: Instant,
+    finished: bool,
+}
+
+impl ScanRecord {
+    /// Logs the final line ("scan finished" or "scan failed", with `code` and `elapsed_ms`)
+    /// and counts the scan.
+    fn finish(mut self, result: &Result<pb::ScanResponse, Error>) {
+        self.finished = true;
+        let elapsed = self.started.elapsed();
+        let elapsed_ms = elapsed_ms(elapsed);
+        let _entered = self.span.enter();
+        let code = match result {
+            Ok(resp) => {
+                let summary = resp.report.as_ref().and_then(|r| r.summary.as_ref());
+                tracing::info!(
+                    code = code_name(tonic::Code::Ok),
+                    elapsed_ms,
+                    findings = summary.map_or(0, |s| s.total),
+                    notices = resp.report.as_ref().map_or(0, |r| r.notices.len()),
+                    "scan finished"
+                );
+                tonic::Code::Ok
+            }
+            Err(err) => {
+                tracing::warn!(
+                    code = code_name(err.code()),
+                    elapsed_ms,
+                    error = %err.message(),
+                    "scan failed"
+                );
+                err.code()
+            }
+        };
+        self.metrics.scan_finished(self.rpc, code, Some(elapsed));
+    }
+}
+
+impl Drop for ScanRecord {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let _entered = self.span.enter();
+        tracing::info!(
+            code = code_name(tonic::Code::Cancelled),
+            elapsed_ms = elapsed_ms(elapsed),
+            error = "the caller went away",
+            "scan failed"
+        );
+        self.metrics
+            .scan_finished(self.rpc, tonic::Code::Cancelled, Some(elapsed));
+    }
+}
+
+fn elapsed_ms(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The request id from metadata when it is sane (printable ASCII, at most 128 bytes), else a new
@@ -367,10 +453,10 @@ impl pb::scan_server::Scan for ScanGrpc {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let service = &self.0;
-        let (prepared, span) = service.admit(&request)?;
+        let (prepared, span, record) = service.admit(&request, Rpc::Unary)?;
         let request_id = prepared.request_id.clone();
         let response = service
-            .execute(prepared, ProgressSink::disabled())
+            .execute(prepared, ProgressSink::disabled(), record)
             .instrument(span)
             .await?;
         Ok(with_request_id(response, &request_id))
@@ -383,14 +469,14 @@ impl pb::scan_server::Scan for ScanGrpc {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
         let service = self.0.clone();
-        let (prepared, span) = service.admit(&request)?;
+        let (prepared, span, record) = service.admit(&request, Rpc::Stream)?;
         let request_id = prepared.request_id.clone();
         let (events_tx, events_rx) =
             mpsc::channel::<Result<pb::ScanImageStreamResponse, Status>>(32);
         let (progress_tx, mut progress_rx) = mpsc::channel::<ProgressEvent>(64);
         tokio::spawn(
             async move {
-                let scan = service.execute(prepared, ProgressSink::new(progress_tx));
+                let scan = service.execute(prepared, ProgressSink::new(progress_tx), record);
                 tokio::pin!(scan);
                 let progress_event = |p: &ProgressEvent| pb::ScanImageStreamResponse {
                     event: Some(pb::scan_image_stream_response::Event::Progress(
@@ -400,17 +486,14 @@ impl pb::scan_server::Scan for ScanGrpc {
                 let result = loop {
                     tokio::select! {
                         result = &mut scan => break result,
+                        // A caller that hung up cancels the scan: dropping `scan` logs and
+                        // counts it CANCELLED.
                         Some(event) = progress_rx.recv() => {
-                            // A caller that hung up cancels the scan (dropping `scan`).
                             if events_tx.send(Ok(progress_event(&event))).await.is_err() {
-                                tracing::info!("caller went away: scan cancelled");
                                 return;
                             }
                         }
-                        () = events_tx.closed() => {
-                            tracing::info!("caller went away: scan cancelled");
-                            return;
-                        }
+                        () = events_tx.closed() => return,
                     }
                 };
                 while let Ok(event) = progress_rx.try_recv() {

@@ -1,9 +1,11 @@
 //! A plugin for the end-to-end tests of the SDK server: it flags every file containing
 //! `SIDESCAN-TEST-FINDING`, reports readiness from a file (ready while `--ready-file` exists, so a
 //! test can take the "engine" away and bring it back), and can be slowed down per layer to hold
-//! scan slots (queue, deadline and drain tests). It is a real plugin process on real sockets.
+//! scan slots (queue, deadline and drain tests). With `--whole-image` it takes the image as an
+//! unpacked rootfs instead of layer by layer (the SDK's whole-image path and result cache). It
+//! is a real plugin process on real sockets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ struct Cli {
     /// Sleep this long before scanning each layer.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     layer_delay: Duration,
+    /// Scan whole images (an unpacked rootfs) instead of layer by layer.
+    #[arg(long)]
+    whole_image: bool,
     #[command(flatten)]
     server: sidescan_sdk::ServerConfig,
 }
@@ -30,6 +35,39 @@ struct Cli {
 struct TestScanner {
     ready_file: Option<PathBuf>,
     layer_delay: Duration,
+    whole_image: bool,
+}
+
+/// A finding for the file at `path` when `content` carries the marker.
+fn marker_finding(path: &str, content: &[u8]) -> Option<Finding> {
+    content.windows(MARKER.len()).any(|w| w == MARKER).then(|| {
+        Finding::new(FindingKind::Secret, "SIDESCAN-TEST", Severity::High)
+            .at_path(path.to_owned())
+            .with_title("test marker found")
+    })
+}
+
+/// Every regular file under `root`, as (absolute path inside the image, content).
+fn rootfs_files(root: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                let inside = entry.path().strip_prefix(root).map_or_else(
+                    |_| entry.path().display().to_string(),
+                    |p| format!("/{}", p.display()),
+                );
+                files.push((inside, std::fs::read(entry.path())?));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 #[sidescan_sdk::async_trait]
@@ -51,7 +89,11 @@ impl Scanner for TestScanner {
     }
 
     fn input(&self) -> Input {
-        Input::PerLayer
+        if self.whole_image {
+            Input::WholeImage { rootfs: true }
+        } else {
+            Input::PerLayer
+        }
     }
 
     async fn readiness(&self) -> Readiness {
@@ -76,6 +118,8 @@ impl Scanner for TestScanner {
             () = tokio::time::sleep(self.layer_delay) => {}
             () = ctx.cancel.cancelled() => return Err(Error::Cancelled("scan cancelled".into())),
         }
+        // The SDK calls the plugin inside the scan's log span (the JSON-log test checks it).
+        tracing::debug!(layer = %layer.info.digest, "test plugin scanning a layer");
         let mut found = ScanFindings::default();
         while let Some(mut entry) = layer.next_entry().await? {
             if entry.kind != EntryKind::File {
@@ -86,13 +130,28 @@ impl Scanner for TestScanner {
                 .read_to_end(&mut content)
                 .await
                 .map_err(|e| Error::internal(format!("reading {}: {e}", entry.path)))?;
-            if content.windows(MARKER.len()).any(|w| w == MARKER) {
-                found.findings.push(
-                    Finding::new(FindingKind::Secret, "SIDESCAN-TEST", Severity::High)
-                        .at_path(entry.path.clone())
-                        .with_title("test marker found"),
-                );
-            }
+            found.findings.extend(marker_finding(&entry.path, &content));
+        }
+        Ok(found)
+    }
+
+    async fn scan_image(
+        &self,
+        image: &ImageInput,
+        _ctx: &ScanContext,
+    ) -> Result<ScanFindings, Error> {
+        let root = image
+            .rootfs
+            .clone()
+            .ok_or_else(|| Error::internal("no rootfs for a whole-image scan"))?;
+        tracing::debug!(manifest = %image.manifest_digest, "test plugin scanning an image");
+        let files = tokio::task::spawn_blocking(move || rootfs_files(&root))
+            .await
+            .map_err(|e| Error::internal(format!("rootfs walk failed: {e}")))?
+            .map_err(|e| Error::internal(format!("reading the rootfs: {e}")))?;
+        let mut found = ScanFindings::default();
+        for (path, content) in files {
+            found.findings.extend(marker_finding(&path, &content));
         }
         Ok(found)
     }
@@ -104,6 +163,7 @@ fn main() -> ExitCode {
         TestScanner {
             ready_file: cli.ready_file,
             layer_delay: cli.layer_delay,
+            whole_image: cli.whole_image,
         },
         cli.server,
     )

@@ -3,6 +3,8 @@
 
 mod clamav;
 mod hostile;
+mod logs;
+mod metrics;
 mod registry;
 mod scan;
 mod server;
