@@ -77,6 +77,10 @@ pub enum Readiness {
 /// [`Error::Unavailable`] when the engine is down, [`Error::FailedPrecondition`] when it is
 /// misconfigured. A scanner must never return findings for content it did not scan without a
 /// [`crate::model::Notice`] saying so.
+///
+/// Logging: the scan methods run inside the request's `scan` span (request id, image), so a
+/// `tracing` line they emit carries it. A task the plugin spawns for a scan does not inherit the
+/// span: spawn it with `tracing::Instrument::in_current_span` so its lines do too.
 #[async_trait]
 pub trait Scanner: Send + Sync + 'static {
     /// Identity and capabilities.
