@@ -189,7 +189,7 @@ pub async fn run(
             let bound = listener
                 .local_addr()
                 .map_err(|source| ServeError::Bind {
-                    addr: addr.clone(),
+                    addr: format!("{addr} (--metrics-listen)"),
                     source,
                 })?
                 .to_string();

@@ -328,7 +328,8 @@ impl ScanService {
 }
 
 /// Logs and counts how one admitted scan ended: once, from [`ScanRecord::finish`], or on drop
-/// as CANCELLED when the scan's future was dropped first (the caller went away).
+/// as CANCELLED when the scan's future was dropped first (the caller went away, or the server
+/// gave up draining).
 struct ScanRecord {
     metrics: Arc<Metrics>,
     rpc: Rpc,
@@ -381,7 +382,7 @@ impl Drop for ScanRecord {
         tracing::info!(
             code = code_name(tonic::Code::Cancelled),
             elapsed_ms = elapsed_ms(elapsed),
-            error = "the caller went away",
+            error = "the scan was dropped before its answer: the caller went away or the server stopped",
             "scan failed"
         );
         self.metrics
