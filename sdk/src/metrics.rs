@@ -180,8 +180,9 @@ impl Metrics {
         let pulled = Family::<KindLabels, Counter>::default();
         registry.register_with_unit(
             "sidescan_registry_pulled",
-            "Bytes received from registries, by kind: blob (layers, configs, artifact blobs, \
-             retried ranges included) or manifest",
+            "Bytes the SDK received from registries, by kind: blob (layers, configs, artifact \
+             blobs, retried ranges included) or manifest; not what an engine that pulls images \
+             itself (Input::Registry) fetches",
             Unit::Bytes,
             pulled.clone(),
         );
