@@ -794,22 +794,27 @@ impl Run<'_> {
             platform: image.platform.clone(),
         };
         progress.scanning(format!("scanning image {}", image.leaf.digest));
+        // The first failure cancels the scan's other work; the remaining verifications are
+        // still awaited, so none outlives the scan.
         let verified = async {
+            let mut outcome = Ok(());
             for verification in verifications {
-                match verification.await {
-                    Ok(Ok(())) => {}
+                let failed = match verification.await {
+                    Ok(Ok(())) => None,
                     Ok(Err((failure, digest))) => {
                         if failure.cache_suspect {
                             self.cache.invalidate(&digest);
                         }
-                        return Err(failure.error);
+                        Some(failure.error)
                     }
-                    Err(e) => {
-                        return Err(Error::internal(format!("layer verification failed: {e}")));
-                    }
+                    Err(e) => Some(Error::internal(format!("layer verification failed: {e}"))),
+                };
+                if let (Some(error), Ok(())) = (failed, &outcome) {
+                    self.cancel.cancel();
+                    outcome = Err(error);
                 }
             }
-            Ok(())
+            outcome
         };
         let scan = self.scanner.scan_image(&input, ctx);
         tokio::pin!(verified, scan);
@@ -832,18 +837,18 @@ impl Run<'_> {
         Ok(findings)
     }
 
-    /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread that keeps
-    /// the scratch dir alive until it ends. A failure carries the layer's digest.
+    /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread. It writes
+    /// nothing, so it does not hold the scratch dir: a scan that fails early removes its scratch
+    /// dir at once, and the scan's cancellation (on return) stops the verification. A failure
+    /// carries the layer's digest.
     fn spawn_verification(
         &self,
         check: LayerCheck,
         budget: &Arc<Budget>,
     ) -> JoinHandle<Result<(), (LayerFailure, String)>> {
-        let (budget, cancel, scratch) = (budget.clone(), self.cancel.clone(), self.scratch.clone());
+        let (budget, cancel) = (budget.clone(), self.cancel.clone());
         tokio::task::spawn_blocking(move || {
-            let verified = verify_layer(&check, &budget, &cancel);
-            drop(scratch);
-            verified.map_err(|failure| (failure, check.digest))
+            verify_layer(&check, &budget, &cancel).map_err(|failure| (failure, check.digest))
         })
     }
 
