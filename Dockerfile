@@ -49,8 +49,9 @@ LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.vendor="sidescan"
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 # uid/gid 10001: numeric, so that runAsNonRoot-style checks can verify it without /etc/passwd.
-RUN groupadd --system --gid 10001 sidescan \
- && useradd --system --uid 10001 --gid sidescan --home-dir /var/lib/sidescan \
+# (--no-log-init: no lastlog/faillog entries, which are sparse files as large as the uid.)
+RUN groupadd --gid 10001 sidescan \
+ && useradd --no-log-init --uid 10001 --gid sidescan --home-dir /var/lib/sidescan \
         --no-create-home --shell /usr/sbin/nologin sidescan \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/sidescan /var/cache/sidescan /var/tmp/sidescan
 COPY --from=build /out/sidescan /usr/local/bin/sidescan
