@@ -48,12 +48,16 @@ LABEL org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.vendor="sidescan"
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-# uid/gid 10001: numeric, so that runAsNonRoot-style checks can verify it without /etc/passwd.
+# uid/gid 65532, numeric (runAsNonRoot can verify it without /etc/passwd): the user and group
+# deploy/ runs every container with; group 65532 shares clamd's socket and the scratch volume.
+# The cache and scratch directories are where deploy/ mounts its volumes; /var/lib/sidescan
+# stays traversable for a platform that runs the image under another uid.
 # (--no-log-init: no lastlog/faillog entries, which are sparse files as large as the uid.)
-RUN groupadd --gid 10001 sidescan \
- && useradd --no-log-init --uid 10001 --gid sidescan --home-dir /var/lib/sidescan \
+RUN groupadd --gid 65532 sidescan \
+ && useradd --no-log-init --uid 65532 --gid sidescan --home-dir /var/lib/sidescan \
         --no-create-home --shell /usr/sbin/nologin sidescan \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/sidescan /var/cache/sidescan /var/tmp/sidescan
+ && install -d -o 65532 -g 65532 -m 0755 /var/lib/sidescan \
+ && install -d -o 65532 -g 65532 -m 0750 /var/lib/sidescan/cache /var/lib/sidescan/scratch
 COPY --from=build /out/sidescan /usr/local/bin/sidescan
 ENV HOME=/var/lib/sidescan \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
@@ -61,12 +65,12 @@ WORKDIR /var/lib/sidescan
 
 # ---------------------------------------------------------------------------------------------
 # What both adapters share: listen on every interface inside the container, cache and scratch
-# in directories the user owns (mount a volume on /var/cache/sidescan to keep the blob and
-# layer-result cache across restarts), health from the CLI. Each target ends as user 10001.
+# in directories the user owns (mount a volume on /var/lib/sidescan/cache to keep the blob and
+# layer-result cache across restarts), health from the CLI. Each target ends as user 65532.
 FROM runtime AS plugin
 ENV SIDESCAN_LISTEN=0.0.0.0:50051 \
-    SIDESCAN_CACHE_DIR=/var/cache/sidescan \
-    SIDESCAN_SCRATCH_DIR=/var/tmp/sidescan
+    SIDESCAN_CACHE_DIR=/var/lib/sidescan/cache \
+    SIDESCAN_SCRATCH_DIR=/var/lib/sidescan/scratch
 # 50051: the gRPC API (plus grpc.health.v1 and reflection); 9090: the optional Prometheus
 # endpoint, off unless SIDESCAN_METRICS_LISTEN=0.0.0.0:9090 (or --metrics-listen) is set.
 EXPOSE 50051 9090
@@ -82,7 +86,7 @@ FROM runtime AS conformance
 LABEL org.opencontainers.image.title="sidescan-conformance" \
       org.opencontainers.image.description="Checks that a scanner plugin honours the sidescan.v1 API"
 COPY --from=build /out/sidescan-conformance /usr/local/bin/sidescan-conformance
-USER 10001:10001
+USER 65532:65532
 ENTRYPOINT ["sidescan-conformance"]
 CMD ["--help"]
 
@@ -96,19 +100,19 @@ LABEL org.opencontainers.image.title="sidescan-trivy" \
       org.opencontainers.image.description="sidescan.v1 scanner plugin running Trivy (vulnerabilities, secrets, SBOM)"
 COPY --from=trivy-bin /usr/local/bin/trivy /usr/local/bin/trivy
 COPY --from=build /out/sidescan-trivy /usr/local/bin/sidescan-trivy
-RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/trivy
+RUN install -d -o 65532 -g 65532 -m 0750 /var/lib/trivy
 ENV SIDESCAN_TRIVY_CACHE_DIR=/var/lib/trivy
-USER 10001:10001
+USER 65532:65532
 ENTRYPOINT ["sidescan-trivy"]
 
 # ---------------------------------------------------------------------------------------------
-# The ClamAV adapter. clamd is not in this image: run it as a sidecar container and share its
-# socket directory (a volume on /run/clamav; clamd.conf `LocalSocket /run/clamav/clamd.ctl`,
-# `LocalSocketMode 666`), or point SIDESCAN_CLAMD at tcp://HOST:3310.
+# The ClamAV adapter. clamd is not in this image: run it in a container of its own and share
+# its socket directory as a volume on /run/clamav (SIDESCAN_CLAMD, default
+# unix:/run/clamav/clamd.ctl; deploy/ uses clamd.sock, group 65532, mode 660), or set
+# SIDESCAN_CLAMD=tcp://HOST:3310.
 FROM plugin AS clamav
 LABEL org.opencontainers.image.title="sidescan-clamav" \
       org.opencontainers.image.description="sidescan.v1 scanner plugin scanning images for malware with clamd"
 COPY --from=build /out/sidescan-clamav /usr/local/bin/sidescan-clamav
-ENV SIDESCAN_CLAMD=unix:/run/clamav/clamd.ctl
-USER 10001:10001
+USER 65532:65532
 ENTRYPOINT ["sidescan-clamav"]
