@@ -75,6 +75,38 @@ pub fn stderr_blames_db(stderr: &str) -> bool {
     DB_TROUBLE.iter().any(|w| lower.contains(w)) || lower.contains("db error")
 }
 
+/// What Trivy (go-containerregistry underneath) says when it pulled a layer itself
+/// (`--image-source registry`) and the content was wrong: a digest or size that does not match,
+/// a transfer cut short, or bytes that are not a (compressed) tar. With the SDK's layout these
+/// never reach Trivy: the SDK finds them first.
+const LAYER_CONTENT_TROUBLE: [&str; 5] = [
+    "error verifying sha256 checksum",
+    "does not match expected size",
+    "failed to get the layer content",
+    "unable to get uncompressed layer",
+    "failed to extract the archive",
+];
+
+/// What Trivy says when the registry could not be reached while it pulled.
+const REGISTRY_UNREACHABLE: [&str; 4] = [
+    "connection refused",
+    "connection reset",
+    "i/o timeout",
+    "no such host",
+];
+
+/// Whether a failed run's stderr says the registry was unreachable during Trivy's own pull.
+pub fn stderr_blames_registry(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    REGISTRY_UNREACHABLE.iter().any(|w| lower.contains(w))
+}
+
+/// Whether a failed run's stderr says a layer Trivy pulled itself was corrupt.
+pub fn stderr_blames_layer_content(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    LAYER_CONTENT_TROUBLE.iter().any(|w| lower.contains(w))
+}
+
 impl From<TrivyError> for sidescan_sdk::Error {
     fn from(err: TrivyError) -> Self {
         use sidescan_sdk::Error as E;
@@ -88,6 +120,12 @@ impl From<TrivyError> for sidescan_sdk::Error {
             TrivyError::Failed {
                 ref stderr_tail, ..
             } if stderr_blames_db(stderr_tail) => E::FailedPrecondition(msg),
+            TrivyError::Failed {
+                ref stderr_tail, ..
+            } if stderr_blames_registry(stderr_tail) => E::Unavailable(msg),
+            TrivyError::Failed {
+                ref stderr_tail, ..
+            } if stderr_blames_layer_content(stderr_tail) => E::DataLoss(msg),
             TrivyError::InvalidArgument(_) => E::InvalidArgument(msg),
             TrivyError::Failed { .. } | TrivyError::BadOutput(_) | TrivyError::Io { .. } => {
                 E::Internal(msg)
@@ -133,6 +171,28 @@ mod tests {
         assert!(matches!(
             E::from(failed("FATAL something else broke")),
             E::Internal(_)
+        ));
+        // Trivy's own pull (--image-source registry), as Trivy 0.76 words it.
+        for corrupt in [
+            "failed to analyze layer (sha256:d3): walk error: failed to extract the archive: \
+             error verifying sha256 checksum after reading 146 bytes",
+            "unable to get uncompressed layer sha256:18: failed to get the layer content \
+             (sha256:18): unexpected EOF",
+            "GET http://127.0.0.1:1/v2/r/blobs/sha256:fa: Content-Length header 116 does not \
+             match expected size 109",
+            "walk error: failed to extract the archive: archive/tar: invalid tar header",
+        ] {
+            assert!(
+                matches!(E::from(failed(corrupt)), E::DataLoss(_)),
+                "{corrupt}"
+            );
+        }
+        assert!(matches!(
+            E::from(failed(
+                "failed to get the layer content (sha256:18): dial tcp 127.0.0.1:1: connect: \
+                 connection refused"
+            )),
+            E::Unavailable(_)
         ));
         assert!(matches!(
             E::from(TrivyError::InvalidArgument("x".into())),
