@@ -13,6 +13,34 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::process::ChildGuard;
 
+/// Calls `ScanImageStream` with `request` and checks the stream's shape: at least one progress
+/// event, then exactly one result and nothing after it. Returns that result.
+pub async fn scan_stream_result(
+    client: &mut ScanClient<Channel>,
+    request: sidescan_proto::v1::ScanRequest,
+) -> sidescan_proto::v1::ScanResponse {
+    use futures::StreamExt as _;
+    use sidescan_proto::v1::scan_image_stream_response::Event;
+    let mut events = client
+        .scan_image_stream(request)
+        .await
+        .expect("ScanImageStream")
+        .into_inner();
+    let (mut progress, mut results) = (0, Vec::new());
+    while let Some(event) = events.next().await {
+        match event.expect("stream event").event.expect("event set") {
+            Event::Progress(_) => {
+                assert!(results.is_empty(), "progress after the result");
+                progress += 1;
+            }
+            Event::Result(response) => results.push(response),
+        }
+    }
+    assert!(progress > 0, "no progress events");
+    assert_eq!(results.len(), 1, "exactly one result");
+    results.remove(0)
+}
+
 /// An HTTP/2 client without tonic's client-side deadline timer; see
 /// [`PluginProcess::scan_client_without_local_deadline`].
 pub type RawHttp2Client = hyper_util::client::legacy::Client<

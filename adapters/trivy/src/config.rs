@@ -158,12 +158,7 @@ impl TrivyConfig {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            config: TrivyConfig,
-        }
-        <Only as clap::Parser>::try_parse_from(args).map(|only| only.config)
+        sidescan_sdk::server::parse_args(args)
     }
 
     /// Scanners, sorted and deduplicated.

@@ -146,3 +146,29 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn envs_set_and_remove_variables_of_the_inherited_environment() {
+        assert!(std::env::var_os("PATH").is_some(), "the test needs PATH set");
+        let out = run(
+            Path::new("/usr/bin/env"),
+            &[],
+            &[("TRIVY_USERNAME", Some("alice")), ("PATH", None)],
+            Duration::from_secs(10),
+            &CancellationToken::new(),
+            1024,
+        )
+        .await
+        .expect("env runs");
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert!(lines.contains(&"TRIVY_USERNAME=alice".to_owned()), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.starts_with("PATH=")), "{lines:?}");
+    }
+}

@@ -13,11 +13,10 @@ use std::time::Duration;
 use common::World;
 use common::fixture_db::{self, *};
 use common::images;
-use futures::StreamExt as _;
 use sidescan_proto::mime;
 use sidescan_proto::v1 as pb;
 use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{PluginProcess, workspace_binary};
+use sidescan_tests::plugin::{PluginProcess, scan_stream_result, workspace_binary};
 use sidescan_tests::registry::Registry;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -437,27 +436,8 @@ async fn scan_image_reports_exact_cves_harbor_json_and_a_cyclonedx_sbom_and_the_
     );
 
     // The stream ends with one result equal to the unary one.
-    let mut events = client
-        .scan_image_stream(req)
-        .await
-        .expect("ScanImageStream")
-        .into_inner();
-    let (mut progress, mut results) = (0, Vec::new());
-    while let Some(event) = events.next().await {
-        match event.expect("stream event").event.expect("event set") {
-            pb::scan_image_stream_response::Event::Progress(_) => {
-                assert!(results.is_empty(), "progress after the result");
-                progress += 1;
-            }
-            pb::scan_image_stream_response::Event::Result(response) => results.push(response),
-        }
-    }
-    assert!(progress > 0, "no progress events");
-    assert_eq!(results.len(), 1, "exactly one result");
-    let (stream, unary) = (
-        without_run_identity(results.remove(0)),
-        without_run_identity(unary),
-    );
+    let streamed = scan_stream_result(&mut client, req).await;
+    let (stream, unary) = (without_run_identity(streamed), without_run_identity(unary));
     assert_eq!(stream.report, unary.report, "primary reports differ");
     assert_eq!(stream.reports.len(), unary.reports.len());
     for (s, u) in stream.reports.iter().zip(&unary.reports) {

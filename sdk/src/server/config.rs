@@ -217,12 +217,7 @@ impl ServerConfig {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            config: ServerConfig,
-        }
-        <Only as clap::Parser>::try_parse_from(args).map(|only| only.config)
+        parse_args(args)
     }
 
     /// The image limits these flags set.
@@ -248,6 +243,20 @@ impl ServerConfig {
             allowed_registries: self.allowed_registries.clone(),
         }
     }
+}
+
+/// Parses one group of flags (a `clap::Args` struct, such as [`ServerConfig`] or a plugin's
+/// own flags) from command-line style arguments (the first is the program name) plus the
+/// environment. For tests and for plugins that build their configuration piecewise.
+pub fn parse_args<C, I, T>(args: I) -> Result<C, clap::Error>
+where
+    C: clap::Args + clap::FromArgMatches,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches =
+        C::augment_args(clap::Command::new("sidescan-plugin")).try_get_matches_from(args)?;
+    C::from_arg_matches(&matches)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
 
-pub use config::{ListenAddr, LogFormat, ServerConfig};
+pub use config::{ListenAddr, LogFormat, ServerConfig, parse_args};
 
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use sidescan_proto::v1 as pb;
 use sidescan_tests::fixtures::{self, Entry, Image, Layer};
 use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{PluginProcess, Signal, test_plugin_binary, workspace_binary};
+use sidescan_tests::plugin::{
+    PluginProcess, Signal, scan_stream_result, test_plugin_binary, workspace_binary,
+};
 use sidescan_tests::registry::Registry;
-use tokio_stream::StreamExt;
 use tonic::Code;
 
 /// The marker the test plugin reports (see `sidescan-test-plugin`).
@@ -79,27 +80,8 @@ async fn unary_and_stream_give_the_same_report_and_the_stream_ends_with_one_resu
     );
     assert_eq!(report.summary.as_ref().unwrap().high, 1);
 
-    let mut events = client
-        .scan_image_stream(req)
-        .await
-        .expect("stream scan")
-        .into_inner();
-    let (mut progress, mut results) = (0, Vec::new());
-    while let Some(event) = events.next().await {
-        match event.expect("stream event").event.expect("event set") {
-            pb::scan_image_stream_response::Event::Progress(_) => {
-                assert!(results.is_empty(), "progress after the result");
-                progress += 1;
-            }
-            pb::scan_image_stream_response::Event::Result(response) => results.push(response),
-        }
-    }
-    assert!(progress > 0, "no progress events");
-    assert_eq!(results.len(), 1, "exactly one result");
-    assert_eq!(
-        without_timestamp(results.remove(0)),
-        without_timestamp(unary)
-    );
+    let streamed = scan_stream_result(&mut client, req).await;
+    assert_eq!(without_timestamp(streamed), without_timestamp(unary));
 }
 
 #[tokio::test]
