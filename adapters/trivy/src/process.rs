@@ -153,7 +153,10 @@ mod tests {
 
     #[tokio::test]
     async fn envs_set_and_remove_variables_of_the_inherited_environment() {
-        assert!(std::env::var_os("PATH").is_some(), "the test needs PATH set");
+        assert!(
+            std::env::var_os("PATH").is_some(),
+            "the test needs PATH set"
+        );
         let out = run(
             Path::new("/usr/bin/env"),
             &[],
@@ -168,7 +171,10 @@ mod tests {
             .lines()
             .map(str::to_owned)
             .collect();
-        assert!(lines.contains(&"TRIVY_USERNAME=alice".to_owned()), "{lines:?}");
+        assert!(
+            lines.contains(&"TRIVY_USERNAME=alice".to_owned()),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("PATH=")), "{lines:?}");
     }
 }
