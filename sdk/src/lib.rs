@@ -38,6 +38,7 @@
 //! }
 //! ```
 
+pub mod archive;
 pub mod context;
 pub mod convert;
 pub mod error;

@@ -23,10 +23,14 @@
 //!   insertion, or someone setting the mtime back on purpose) is only caught by those streaming
 //!   checks, not before a whole-image scanner reads a layout blob.
 //!
-//! The result cache stores a per-layer scanner's [`ScanFindings`] as JSON under
-//! `<cache_dir>/results/<sha256 of (scanner, version, engine version, layer digest)>.json`, and a
-//! whole-image scanner's [`CachedImageResult`] under
-//! `<sha256 of (scanner, version, engine version, manifest digest, report types, rootfs)>.json`.
+//! The result cache stores a per-layer scanner's [`CachedLayerResult`] (its [`ScanFindings`] and
+//! the diff_id the layer was verified against, compared again on a hit) as JSON under
+//! `<cache_dir>/results/<sha256 of (parser generation, scanner, version, engine version, layer
+//! digest, size, media type, diff_id)>.json`, and a whole-image scanner's [`CachedImageResult`]
+//! under `<sha256 of (parser generation, scanner, version, engine version, manifest digest,
+//! report types, input kind)>.json`. The parser generation
+//! ([`crate::archive::PARSER_GENERATION`]) drops every result read under older layer-reading
+//! rules.
 //! A new engine version (signature set, vulnerability DB) changes every key, so no result from an
 //! older engine state is served.
 
@@ -40,6 +44,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::reference::digest_hex;
 use crate::error::Error;
+use crate::image::layer::PARSER_GENERATION;
 use crate::model::ScanFindings;
 
 #[derive(Debug)]
@@ -388,16 +393,63 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Key of a per-layer result.
-pub(crate) fn result_key(scanner: &str, version: &str, engine: &str, layer_digest: &str) -> String {
+/// What identifies one layer's content as the scanner sees it: the blob, how it is decoded
+/// (media type), and the uncompressed stream it must decode to (diff_id).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerIdentity<'a> {
+    /// Blob digest.
+    pub digest: &'a str,
+    /// Blob size.
+    pub size: u64,
+    /// Media type as the manifest declares it (chooses the decoder).
+    pub media_type: &'a str,
+    /// The config's diff_id for this layer.
+    pub diff_id: &'a str,
+}
+
+/// Key of a per-layer result: everything that changes the answer. The scanner, its version and
+/// engine state; the blob digest and size; the media type (the same blob read as plain tar or as
+/// gzip is two different layers: a polyglot blob must not hit a result made under the other
+/// decoder); the diff_id; and [`PARSER_GENERATION`], so that results read under older parsing
+/// rules are never served.
+pub(crate) fn result_key(
+    scanner: &str,
+    version: &str,
+    engine: &str,
+    layer: LayerIdentity<'_>,
+) -> String {
     let key = serde_json::json!([
-        "sidescan-layer-result-v1",
+        "sidescan-layer-result-v2",
+        PARSER_GENERATION,
         scanner,
         version,
         engine,
-        layer_digest
+        layer.digest,
+        layer.size,
+        layer.media_type.trim().to_ascii_lowercase(),
+        layer.diff_id
     ]);
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// A cached per-layer result with the diff_id its layer was verified against, compared again on
+/// every hit ([`CachedLayerResult::matches`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CachedLayerResult {
+    /// The diff_id the layer's uncompressed stream was verified to have when it was scanned.
+    pub(crate) verified_diff_id: String,
+    /// The media type it was decoded as.
+    pub(crate) media_type: String,
+    /// What the scanner found.
+    pub(crate) findings: ScanFindings,
+}
+
+impl CachedLayerResult {
+    /// Whether this result was made for exactly this layer reading.
+    pub(crate) fn matches(&self, layer: LayerIdentity<'_>) -> bool {
+        self.verified_diff_id == layer.diff_id
+            && self.media_type == layer.media_type.trim().to_ascii_lowercase()
+    }
 }
 
 /// What a whole-image scan produced, as cached: findings, notices and the plugin's documents.
@@ -450,7 +502,8 @@ pub(crate) fn image_result_key(
     input_kind: &str,
 ) -> String {
     let key = serde_json::json!([
-        "sidescan-image-result-v1",
+        "sidescan-image-result-v2",
+        PARSER_GENERATION,
         scanner,
         version,
         engine,
@@ -635,8 +688,37 @@ mod tests {
     #[tokio::test]
     async fn results_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let key = result_key("s", "1", "db-1", "sha256:aa");
-        assert_ne!(key, result_key("s", "1", "db-2", "sha256:aa"));
+        let layer = LayerIdentity {
+            digest: "sha256:aa",
+            size: 10,
+            media_type: "application/vnd.oci.image.layer.v1.tar",
+            diff_id: "sha256:aa",
+        };
+        let key = result_key("s", "1", "db-1", layer);
+        assert_ne!(key, result_key("s", "1", "db-2", layer));
+        // the same blob decoded another way, or verified against another diff_id, is another
+        // layer (a polyglot blob pushed as plain tar and as gzip)
+        let gzip = LayerIdentity {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+            diff_id: "sha256:bb",
+            ..layer
+        };
+        assert_ne!(key, result_key("s", "1", "db-1", gzip));
+        assert_ne!(
+            key,
+            result_key("s", "1", "db-1", LayerIdentity { size: 11, ..layer })
+        );
+        let cached = CachedLayerResult {
+            verified_diff_id: "sha256:aa".into(),
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            findings: ScanFindings::default(),
+        };
+        assert!(cached.matches(layer));
+        assert!(!cached.matches(gzip));
+        assert!(!cached.matches(LayerIdentity {
+            diff_id: "sha256:cc",
+            ..layer
+        }));
         assert!(
             load_result::<ScanFindings>(dir.path(), &key)
                 .await

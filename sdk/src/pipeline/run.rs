@@ -18,7 +18,7 @@ use super::{PipelineOptions, PipelineOutcome, ResolvedImage};
 use crate::context::{Phase, ProgressEvent, ScanContext};
 use crate::error::Error;
 use crate::image::auth::Credentials;
-use crate::image::cache::{self, BlobCache, BlobHandle};
+use crate::image::cache::{self, BlobCache, BlobHandle, CachedLayerResult, LayerIdentity};
 use crate::image::layer::{Budget, LayerCheck, LayerFailure, spawn_walk};
 use crate::image::layout::{LayoutImage, write_layout};
 use crate::image::manifest::{
@@ -463,15 +463,24 @@ impl Run<'_> {
         let mut to_download = 0u64;
         let mut keys = Vec::new();
         let mut cached = Vec::new();
-        for layer in layers {
+        for (index, layer) in layers.iter().enumerate() {
             if Self::layer_notice(layer).is_some() {
                 keys.push(String::new());
                 cached.push(None);
                 continue;
             }
             let (digest, size) = blob_digest(layer, "layer")?;
-            let key = cache::result_key(&info.name, &info.version, &engine, &digest);
-            let hit = cache::load_result(&results, &key).await;
+            let identity = LayerIdentity {
+                digest: &digest,
+                size,
+                media_type: &layer.media_type,
+                diff_id: &diff_ids[index],
+            };
+            let key = cache::result_key(&info.name, &info.version, &engine, identity);
+            let hit = cache::load_result::<CachedLayerResult>(&results, &key)
+                .await
+                .filter(|c| c.matches(identity))
+                .map(|c| c.findings);
             self.metrics.cache_lookup(CacheKind::Layer, hit.is_some());
             if hit.is_none() {
                 to_download += size;
@@ -518,6 +527,7 @@ impl Run<'_> {
                     out.extend(f);
                 }
                 Plan::Scan(fetch) => {
+                    let info_diff_id = info.diff_id.clone();
                     let (handle, _) = fetch.await.map_err(join_error)??;
                     progress.scanning(format!(
                         "scanning layer {} of {} ({})",
@@ -529,7 +539,13 @@ impl Run<'_> {
                         .scan_one_layer(info, handle, &budget, &progress, ctx)
                         .await?;
                     if f.documents.is_empty() {
-                        cache::store_result(&results, &keys[i], &f).await;
+                        // Stored only now: the walk verified the layer against this diff_id.
+                        let cached = CachedLayerResult {
+                            verified_diff_id: info_diff_id,
+                            media_type: layer.media_type.trim().to_ascii_lowercase(),
+                            findings: f.clone(),
+                        };
+                        cache::store_result(&results, &keys[i], &cached).await;
                     }
                     out.extend(f);
                 }

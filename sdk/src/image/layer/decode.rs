@@ -1,0 +1,268 @@
+//! The decode chain of one layer: cached blob file -> sha256 + byte count (the blob digest) ->
+//! gzip / zstd / plain -> sha256 (the diff_id) + the budget's limits -> Go-compatible tar reader.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::budget::Budget;
+use super::tar::{TarError, TarReader};
+use super::{CHUNK, RATIO_FLOOR};
+use crate::error::Error;
+use crate::image::manifest::LayerFormat;
+
+struct Tally {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+type SharedTally = Rc<RefCell<Tally>>;
+
+fn tally() -> SharedTally {
+    Rc::new(RefCell::new(Tally {
+        hasher: Sha256::new(),
+        bytes: 0,
+    }))
+}
+
+/// Hashes and counts what passes through.
+struct Tee<R> {
+    inner: R,
+    tally: SharedTally,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut t = self.tally.borrow_mut();
+        t.hasher.update(&buf[..n]);
+        t.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The decompressed stream: hashes it (diff_id) and enforces the byte, ratio and cancellation
+/// limits as bytes come out, so a bomb is stopped while inflating.
+pub(crate) struct Guarded<R> {
+    inner: R,
+    tally: SharedTally,
+    budget: Arc<Budget>,
+    blob_size: u64,
+    cancel: CancellationToken,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(self.budget.trip(Error::Cancelled("scan cancelled".into())));
+        }
+        let n = self.inner.read(buf)?;
+        let layer_total = {
+            let mut t = self.tally.borrow_mut();
+            t.hasher.update(&buf[..n]);
+            t.bytes += n as u64;
+            t.bytes
+        };
+        self.budget
+            .add_uncompressed(n as u64)
+            .map_err(|e| self.budget.trip(e))?;
+        let ratio = u64::from(self.budget.limits.max_compression_ratio);
+        if ratio > 0
+            && layer_total > RATIO_FLOOR
+            && layer_total > ratio.saturating_mul(self.blob_size.max(1))
+        {
+            return Err(self.budget.trip(Error::resource_exhausted(format!(
+                "layer expands more than {ratio} times its compressed size of {} bytes (decompression bomb?)",
+                self.blob_size
+            ))));
+        }
+        Ok(n)
+    }
+}
+
+/// An opened layer: the tar reader plus the tallies to verify after reading it to the end.
+pub(crate) struct OpenLayer {
+    tar: TarReader<Guarded<Box<dyn Read>>>,
+    compressed: Option<SharedTally>,
+    uncompressed: SharedTally,
+}
+
+/// What to check a layer against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LayerCheck {
+    /// Cached blob file.
+    pub path: PathBuf,
+    /// Compression.
+    pub format: LayerFormat,
+    /// Blob digest (`sha256:...`).
+    pub digest: String,
+    /// Blob size.
+    pub size: u64,
+    /// Expected diff_id (`sha256:...`).
+    pub diff_id: String,
+}
+
+/// Why reading a layer failed. `cache_suspect` means the cached blob may be corrupt: the caller
+/// re-verifies it and downloads it again when it is.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerFailure {
+    /// The error to report if the cache is fine.
+    pub error: Error,
+    /// The blob file may be damaged.
+    pub cache_suspect: bool,
+}
+
+impl From<Error> for LayerFailure {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            cache_suspect: false,
+        }
+    }
+}
+
+impl OpenLayer {
+    /// Opens the decode chain over a cached blob.
+    pub fn open(
+        check: &LayerCheck,
+        budget: &Arc<Budget>,
+        cancel: &CancellationToken,
+    ) -> Result<Self, LayerFailure> {
+        let file = std::fs::File::open(&check.path).map_err(|e| LayerFailure {
+            error: Error::internal(format!(
+                "cannot open cached blob {}: {e}",
+                check.path.display()
+            )),
+            cache_suspect: true,
+        })?;
+        let compressed = tally();
+        let tee = Tee {
+            inner: file,
+            tally: compressed.clone(),
+        };
+        let decoder: Box<dyn Read> = match check.format {
+            LayerFormat::Gzip => Box::new(flate2::read::MultiGzDecoder::new(tee)),
+            LayerFormat::Zstd => Box::new(zstd::stream::read::Decoder::new(tee).map_err(|e| {
+                LayerFailure::from(Error::internal(format!("cannot start zstd decoder: {e}")))
+            })?),
+            LayerFormat::Tar => Box::new(io::BufReader::with_capacity(CHUNK, tee)),
+            LayerFormat::NonDistributable | LayerFormat::Unsupported => {
+                return Err(Error::internal("layer format is not readable").into());
+            }
+        };
+        let uncompressed = tally();
+        let guarded = Guarded {
+            inner: decoder,
+            tally: uncompressed.clone(),
+            budget: budget.clone(),
+            blob_size: check.size,
+            cancel: cancel.clone(),
+        };
+        Ok(Self {
+            tar: TarReader::new(guarded),
+            compressed: Some(compressed),
+            uncompressed,
+        })
+    }
+
+    /// Opens an uncompressed tar stream that has no blob to verify (listing an archive).
+    pub fn uncompressed(
+        reader: Box<dyn Read>,
+        budget: &Arc<Budget>,
+        cancel: &CancellationToken,
+    ) -> Self {
+        let uncompressed = tally();
+        let guarded = Guarded {
+            inner: reader,
+            tally: uncompressed.clone(),
+            budget: budget.clone(),
+            blob_size: 0,
+            cancel: cancel.clone(),
+        };
+        Self {
+            tar: TarReader::new(guarded),
+            compressed: None,
+            uncompressed,
+        }
+    }
+
+    /// The tar reader, for reading entries.
+    pub fn tar(&mut self) -> &mut TarReader<Guarded<Box<dyn Read>>> {
+        &mut self.tar
+    }
+
+    /// Reads the rest of the stream and checks the blob digest and the diff_id.
+    pub fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
+        let mut rest = self.tar.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
+        drop(rest);
+        let c = self
+            .compressed
+            .ok_or_else(|| Error::internal("a listed archive has no blob to verify"))?;
+        let c = Rc::try_unwrap(c)
+            .map_err(|_| Error::internal("compressed tally still shared"))?
+            .into_inner();
+        let u = Rc::try_unwrap(self.uncompressed)
+            .map_err(|_| Error::internal("uncompressed tally still shared"))?
+            .into_inner();
+        let blob_hex = hex::encode(c.hasher.finalize());
+        if c.bytes != check.size || format!("sha256:{blob_hex}") != check.digest {
+            return Err(LayerFailure {
+                error: Error::data_loss(format!(
+                    "cached blob {} changed on disk (sha256:{blob_hex}, {} bytes)",
+                    check.digest, c.bytes
+                )),
+                cache_suspect: true,
+            });
+        }
+        let diff_id = format!("sha256:{}", hex::encode(u.hasher.finalize()));
+        if diff_id != check.diff_id {
+            return Err(Error::data_loss(format!(
+                "layer {}: uncompressed content hash {diff_id} does not match the config's diff_id {}",
+                check.digest, check.diff_id
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Maps a tar reader error: a tripped limit or cancellation wins; an archive Go's reader would
+/// read differently or not at all is refused with DataLoss (possibly a damaged cache file).
+pub(crate) fn tar_failure(e: TarError, check: &LayerCheck, budget: &Budget) -> LayerFailure {
+    match e {
+        TarError::Io(e) => read_failure(e, check, budget),
+        other => {
+            if let Some(err) = budget.tripped() {
+                return err.into();
+            }
+            LayerFailure {
+                error: Error::data_loss(format!(
+                    "layer {} ({:?}) is refused: {other}",
+                    check.digest, check.format
+                )),
+                cache_suspect: true,
+            }
+        }
+    }
+}
+
+/// Maps a read error: a tripped limit or cancellation wins; otherwise the layer is undecodable
+/// (DataLoss), which may be a damaged cache file.
+pub(crate) fn read_failure(e: io::Error, check: &LayerCheck, budget: &Budget) -> LayerFailure {
+    if let Some(err) = budget.tripped() {
+        return err.into();
+    }
+    LayerFailure {
+        error: Error::data_loss(format!(
+            "layer {} ({:?}) cannot be read as a tar archive: {e}",
+            check.digest, check.format
+        )),
+        cache_suspect: true,
+    }
+}
