@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_manifest_bytes: u64,
     /// Nesting depth of indexes (an index pointing to an index ...).
     pub max_index_depth: u32,
+    /// Entries of one index, and images named by all the indexes of one request. The other
+    /// limits hold for the request as a whole: the images of an index share one budget.
+    pub max_index_entries: u32,
 }
 
 impl Default for Limits {
@@ -30,6 +33,7 @@ impl Default for Limits {
             max_compression_ratio: 200,
             max_manifest_bytes: 4 << 20,
             max_index_depth: 4,
+            max_index_entries: 64,
         }
     }
 }

@@ -246,35 +246,106 @@ pub(crate) fn is_image_config(media_type: &str) -> bool {
     media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
 }
 
-/// Whether an index entry matches the requested platform. An empty requested variant matches
-/// any; `arm64` treats an empty variant as `v8`.
-pub(crate) fn platform_matches(wanted: &Platform, have: &PlatformSpec) -> bool {
-    if !wanted.os.eq_ignore_ascii_case(&have.os)
-        || !wanted.architecture.eq_ignore_ascii_case(&have.architecture)
-    {
-        return false;
+/// containerd's `platforms.Normalize`: lower case, `x86_64` is `amd64`, `aarch64` is `arm64`,
+/// an arm64 `v8` variant is no variant, a plain `arm` is `arm/v7`.
+fn normalize_platform(os: &str, arch: &str, variant: &str) -> (String, String, String) {
+    let mut os = os.to_ascii_lowercase();
+    if os == "macos" {
+        os = "darwin".into();
     }
-    if wanted.variant.is_empty() {
-        return true;
-    }
-    let norm = |v: &str| {
-        if v.is_empty() && wanted.architecture == "arm64" {
-            "v8".to_string()
-        } else {
-            v.to_ascii_lowercase()
-        }
+    let (arch, variant) = (arch.to_ascii_lowercase(), variant.to_ascii_lowercase());
+    let (arch, variant) = match arch.as_str() {
+        "i386" => ("386".to_string(), String::new()),
+        "x86_64" | "x86-64" | "amd64" => (
+            "amd64".to_string(),
+            if variant == "v1" { String::new() } else { variant },
+        ),
+        "aarch64" | "arm64" => (
+            "arm64".to_string(),
+            match variant.as_str() {
+                "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".to_string(),
+                _ => variant,
+            },
+        ),
+        "armhf" => ("arm".to_string(), "v7".to_string()),
+        "armel" => ("arm".to_string(), "v6".to_string()),
+        "arm" => (
+            "arm".to_string(),
+            match variant.as_str() {
+                "" | "7" => "v7".to_string(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
+            },
+        ),
+        _ => (arch, variant),
     };
-    norm(&wanted.variant) == norm(have.variant.as_deref().unwrap_or(""))
+    (os, arch, variant)
 }
 
-/// Whether an index entry is an attestation or other non-runnable companion (buildx writes these
-/// with platform `unknown/unknown`): not an image to scan.
-pub(crate) fn is_attestation(entry: &Descriptor) -> bool {
-    entry.annotation("vnd.docker.reference.type") == Some("attestation-manifest")
-        || entry
-            .platform
-            .as_ref()
-            .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+/// containerd's `platformVector`: the platforms a host of `p` runs, best first (`amd64/v3`,
+/// `amd64/v2`, `amd64/v1`, `386`; `arm/v7` down to `arm/v5`; `arm64`, then `arm/v8` down).
+fn platform_vector(p: (String, String, String)) -> Vec<(String, String, String)> {
+    let (os, arch, variant) = p.clone();
+    let mut vector = vec![p];
+    let version = |v: &str| v.strip_prefix('v').and_then(|n| n.parse::<u32>().ok());
+    match arch.as_str() {
+        "amd64" => {
+            if let Some(n) = version(&variant).filter(|n| *n > 1) {
+                for k in (1..n).rev() {
+                    vector.push((os.clone(), arch.clone(), format!("v{k}")));
+                }
+            }
+            vector.push((os, "386".into(), String::new()));
+        }
+        "arm" => {
+            if let Some(n) = version(&variant).filter(|n| *n > 5) {
+                for k in (5..n).rev() {
+                    vector.push((os.clone(), arch.clone(), format!("v{k}")));
+                }
+            }
+        }
+        "arm64" => {
+            let v = if variant.is_empty() { "v8".into() } else { variant };
+            vector.extend(platform_vector((os, "arm".into(), v)));
+        }
+        _ => {}
+    }
+    vector
+}
+
+/// How well an index entry suits a runtime asking for `wanted`, ranked as containerd ranks
+/// candidates (`platforms.Only` and the sort in `images.Manifest`): `Some(0)` is the best
+/// match, `None` means such a runtime never runs the entry. An entry without a platform
+/// matches any request but ranks after every declared match.
+pub(crate) fn platform_rank(wanted: &Platform, have: Option<&PlatformSpec>) -> Option<usize> {
+    let Some(have) = have else {
+        return Some(usize::MAX);
+    };
+    let want = normalize_platform(&wanted.os, &wanted.architecture, &wanted.variant);
+    let have = normalize_platform(
+        &have.os,
+        &have.architecture,
+        have.variant.as_deref().unwrap_or(""),
+    );
+    platform_vector(want).iter().position(|p| *p == have)
+}
+
+/// Whether an index entry declares the platform `unknown/unknown`, which no runtime selects
+/// (buildx writes its attestation manifests so).
+pub(crate) fn is_unknown_platform(entry: &Descriptor) -> bool {
+    entry
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+}
+
+/// Whether a manifest is an image: some layer has an image layer media type (tar, compressed
+/// or not, non-distributable included), whatever its config media type says.
+pub(crate) fn has_image_layers(layers: &[Descriptor]) -> bool {
+    layers
+        .iter()
+        .any(|l| layer_format(&l.media_type) != LayerFormat::Unsupported)
 }
 
 #[cfg(test)]
@@ -314,6 +385,45 @@ mod tests {
     }
 
     #[test]
+    fn platforms_rank_as_containerd_ranks_them() {
+        let spec = |os: &str, arch: &str, variant: Option<&str>| PlatformSpec {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: variant.map(str::to_string),
+        };
+        let arm = |wanted: &str, variant: Option<&str>| {
+            platform_rank(&wanted.parse().unwrap(), Some(&spec("linux", "arm", variant)))
+        };
+        // a plain `linux/arm` request is arm/v7: v7 first, then v6, v5; never v8
+        assert_eq!(arm("linux/arm", Some("v7")), Some(0));
+        assert_eq!(arm("linux/arm", None), Some(0));
+        assert_eq!(arm("linux/arm", Some("v6")), Some(1));
+        assert_eq!(arm("linux/arm", Some("v5")), Some(2));
+        assert_eq!(arm("linux/arm", Some("v8")), None);
+        assert_eq!(arm("linux/arm/v6", Some("v7")), None);
+        // arm64 hosts run arm/v8..v5 after arm64 itself; amd64 hosts run 386 last
+        assert_eq!(arm("linux/arm64", Some("v7")), Some(2));
+        let amd = |wanted: &str, arch: &str, variant: Option<&str>| {
+            platform_rank(&wanted.parse().unwrap(), Some(&spec("linux", arch, variant)))
+        };
+        assert_eq!(amd("linux/amd64", "x86_64", None), Some(0));
+        assert_eq!(amd("linux/amd64", "amd64", Some("v1")), Some(0));
+        assert_eq!(amd("linux/amd64", "386", None), Some(1));
+        assert_eq!(amd("linux/amd64/v3", "amd64", Some("v2")), Some(1));
+        assert_eq!(amd("linux/amd64", "amd64", Some("v2")), None);
+        assert_eq!(amd("linux/amd64", "unknown", None), None);
+        assert_eq!(
+            platform_rank(&"linux/amd64".parse().unwrap(), Some(&spec("windows", "amd64", None))),
+            None
+        );
+        // no declared platform: any runtime may run it, after every declared match
+        assert_eq!(
+            platform_rank(&"linux/s390x".parse().unwrap(), None),
+            Some(usize::MAX)
+        );
+    }
+
+    #[test]
     fn parses_manifests_and_indexes() {
         let m = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aa","size":2},"layers":[]}"#;
         let (_, kind) = ManifestDoc::parse(m, "m").unwrap();
@@ -322,10 +432,11 @@ mod tests {
         let (doc, kind) = ManifestDoc::parse(i, "i").unwrap();
         assert_eq!(kind, DocKind::Index);
         let p = doc.manifests.unwrap()[0].platform.clone().unwrap();
-        assert!(platform_matches(&"linux/arm64".parse().unwrap(), &p));
-        assert!(platform_matches(&"linux/arm64/v8".parse().unwrap(), &p));
-        assert!(!platform_matches(&"linux/amd64".parse().unwrap(), &p));
-        assert!(!platform_matches(&"linux/arm64/v7".parse().unwrap(), &p));
+        let rank = |wanted: &str| platform_rank(&wanted.parse().unwrap(), Some(&p));
+        assert_eq!(rank("linux/arm64"), Some(0));
+        assert_eq!(rank("linux/arm64/v8"), Some(0));
+        assert_eq!(rank("linux/amd64"), None);
+        assert_eq!(rank("linux/arm64/v7"), None);
         for bad in [
             &b"{}"[..],
             b"not json",

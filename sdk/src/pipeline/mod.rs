@@ -232,6 +232,8 @@ impl Pipeline {
             platform: job.platform.clone(),
             ctx: scan_ctx,
             scratch,
+            budget: crate::image::layer::Budget::new(self.options.limits),
+            compressed_total: Default::default(),
             cancel,
         };
         let result = run.go().await;

@@ -23,7 +23,8 @@ use crate::image::layer::{Budget, LayerCheck, LayerFailure, spawn_walk};
 use crate::image::layout::{LayoutImage, write_layout};
 use crate::image::manifest::{
     DOCKER_LIST, Descriptor, DocKind, ImageConfig, LayerFormat, ManifestDoc, OCI_INDEX,
-    PlatformSpec, is_attestation, is_image_config, layer_format, platform_matches,
+    PlatformSpec, has_image_layers, is_image_config, is_unknown_platform, layer_format,
+    platform_rank,
 };
 use crate::image::reference::{Target, parse_digest};
 use crate::image::registry::Session;
@@ -49,6 +50,10 @@ pub(super) struct Run<'a> {
     pub platform: Option<Platform>,
     pub ctx: ScanContext,
     pub scratch: Arc<TempDir>,
+    /// The image-wide limits (entries, uncompressed bytes), shared by every image of an index.
+    pub budget: Arc<Budget>,
+    /// Compressed bytes of the images of an index so far, against `max_image_bytes`.
+    pub compressed_total: AtomicU64,
     pub cancel: CancellationToken,
 }
 
@@ -59,6 +64,8 @@ struct Leaf {
     doc: ManifestDoc,
     media_type: String,
     index_platform: Option<PlatformSpec>,
+    /// containerd's rank of the entry for the requested platform (0 without one).
+    rank: usize,
 }
 
 type Fetch = JoinHandle<Result<(BlobHandle, bool), Error>>;
@@ -107,6 +114,13 @@ impl Run<'_> {
             let mut seen = HashSet::new();
             self.collect(&doc, 1, &mut path, &mut seen, &mut leaves)
                 .await?;
+            if self.platform.is_some()
+                && let Some(best) = leaves.iter().map(|l| l.rank).min()
+            {
+                // containerd runs the best-ranked match (the first of equals).
+                let chosen = leaves.iter().position(|l| l.rank == best).unwrap_or(0);
+                leaves = vec![leaves.swap_remove(chosen)];
+            }
             if leaves.is_empty() {
                 return Err(match &self.platform {
                     Some(p) => Error::failed_precondition(format!(
@@ -123,6 +137,7 @@ impl Run<'_> {
                 doc,
                 media_type: media_type.clone(),
                 index_platform: None,
+                rank: 0,
             });
         }
         let multi = is_index && self.platform.is_none();
@@ -159,23 +174,28 @@ impl Run<'_> {
     ) -> BoxFuture<'s, Result<(), Error>> {
         Box::pin(async move {
             let limits = *self.limits();
-            for entry in index.manifests.as_deref().unwrap_or_default() {
-                if self.platform.is_some() && !leaves.is_empty() {
-                    return Ok(());
-                }
+            let entries = index.manifests.as_deref().unwrap_or_default();
+            if limits.max_index_entries > 0 && entries.len() > limits.max_index_entries as usize {
+                return Err(Error::resource_exhausted(format!(
+                    "index lists {} entries, over the limit of {}",
+                    entries.len(),
+                    limits.max_index_entries
+                )));
+            }
+            for entry in entries {
                 let child_is_index =
                     entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
-                if !child_is_index {
-                    if is_attestation(entry) {
-                        continue;
-                    }
-                    if let Some(wanted) = &self.platform {
-                        match &entry.platform {
-                            Some(p) if platform_matches(wanted, p) => {}
-                            _ => continue,
+                // Choose as a runtime chooses: by platform alone (annotations such as
+                // `vnd.docker.reference.type` do not count), ranked like containerd.
+                let rank = match &self.platform {
+                    Some(wanted) if !child_is_index => {
+                        match platform_rank(wanted, entry.platform.as_ref()) {
+                            Some(rank) => rank,
+                            None => continue,
                         }
                     }
-                }
+                    _ => 0,
+                };
                 let (digest, size) = blob_digest(entry, "index entry")?;
                 if path.contains(&digest) {
                     return Err(Error::invalid_argument(format!(
@@ -224,6 +244,24 @@ impl Run<'_> {
                         path.pop();
                     }
                     DocKind::Manifest => {
+                        // With every platform asked for, an `unknown/unknown` entry that is
+                        // not an image (buildx attestations: in-toto layers) has nothing a
+                        // runtime runs; one with image layers can still be run by digest and
+                        // is scanned like any other.
+                        if self.platform.is_none()
+                            && is_unknown_platform(entry)
+                            && !has_image_layers(doc.layers.as_deref().unwrap_or_default())
+                        {
+                            continue;
+                        }
+                        if limits.max_index_entries > 0
+                            && leaves.len() >= limits.max_index_entries as usize
+                        {
+                            return Err(Error::resource_exhausted(format!(
+                                "indexes name more than {} images",
+                                limits.max_index_entries
+                            )));
+                        }
                         let media_type = doc.media_type_or(kind);
                         leaves.push(Leaf {
                             digest,
@@ -231,6 +269,7 @@ impl Run<'_> {
                             doc,
                             media_type,
                             index_platform: entry.platform.clone(),
+                            rank,
                         });
                     }
                 }
@@ -334,13 +373,20 @@ impl Run<'_> {
         for l in &layers {
             total = total.saturating_add(l.size()?);
         }
+        // One budget for the whole request: the images of an index add up.
+        let total = self
+            .compressed_total
+            .fetch_add(total, Ordering::Relaxed)
+            .saturating_add(total);
         if limits.max_image_bytes > 0 && total > limits.max_image_bytes {
             return Err(Error::resource_exhausted(format!(
-                "image {} is {total} bytes compressed, over the limit of {}",
+                "image {} brings the request to {total} bytes compressed, over the limit of {}",
                 leaf.digest, limits.max_image_bytes
             )));
         }
-        if !is_image_config(&config.media_type) {
+        // An image is a manifest with image layers, whatever its config media type says (an
+        // artifact type must not hide runnable layers from the scan).
+        if !is_image_config(&config.media_type) && !has_image_layers(&layers) {
             let findings = self.scan_artifact(leaf, &layers).await?;
             return Ok((findings, None));
         }
@@ -458,7 +504,7 @@ impl Run<'_> {
         let info = self.scanner.info();
         let engine = self.scanner.engine_version().await?;
         self.metrics.set_engine_version(&engine);
-        let budget = Budget::new(*self.limits());
+        let budget = self.budget.clone();
         let results = self.cache.results_dir().to_path_buf();
         let mut to_download = 0u64;
         let mut keys = Vec::new();
@@ -711,7 +757,7 @@ impl Run<'_> {
         } else {
             None
         };
-        let budget = Budget::new(*self.limits());
+        let budget = self.budget.clone();
         let mut handles = Vec::new();
         for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
             let (mut handle, fetched) = fetch.await.map_err(join_error)??;
@@ -963,7 +1009,7 @@ fn available_platforms(index: &ManifestDoc) -> String {
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .filter(|e| !is_attestation(e))
+        .filter(|e| !is_unknown_platform(e))
         .filter_map(|e| e.platform.as_ref().map(|p| p.to_platform().to_string()))
         .collect();
     if list.is_empty() {

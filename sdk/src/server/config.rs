@@ -168,6 +168,11 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
 
+    /// Most entries in one image index, and most images all the indexes of one request may
+    /// name (0: no limit). Every other limit counts the images of an index together.
+    #[arg(long, env = "SIDESCAN_MAX_INDEX_ENTRIES", default_value_t = 64)]
+    pub max_index_entries: u32,
+
     /// Largest manifest or index document.
     #[arg(long, env = "SIDESCAN_MAX_MANIFEST_SIZE", default_value = "4MiB")]
     pub max_manifest_size: ByteSize,
@@ -229,6 +234,7 @@ impl ServerConfig {
             max_file_bytes: self.max_file_size.as_u64(),
             max_compression_ratio: self.max_compression_ratio,
             max_manifest_bytes: self.max_manifest_size.as_u64(),
+            max_index_entries: self.max_index_entries,
             ..Limits::default()
         }
     }
