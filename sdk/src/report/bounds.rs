@@ -125,8 +125,9 @@ pub(crate) fn fit(
         return full;
     }
     let all_dropped = findings_truncated(findings, cap);
+    let all_dropped = (n > 0).then_some(&all_dropped);
     loop {
-        let empty = assemble(0, Some(&all_dropped), &documents);
+        let empty = assemble(0, all_dropped, &documents);
         if empty.encoded_len() <= cap {
             break;
         }
@@ -151,7 +152,7 @@ pub(crate) fn fit(
     if full_len <= cap {
         return full;
     }
-    let base = assemble(0, Some(&all_dropped), &documents).encoded_len();
+    let base = assemble(0, all_dropped, &documents).encoded_len();
     let per_finding = (full_len.saturating_sub(base) / n.max(1)).max(1);
     let mut keep = (cap.saturating_sub(base) / per_finding).min(n.saturating_sub(1));
     loop {
