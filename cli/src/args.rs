@@ -8,8 +8,10 @@ use sidescan_proto::v1::{Platform, Severity};
 /// Exit codes, shown after `--help`.
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  done: no finding at or above --fail-on (or no --fail-on); health: SERVING
-  1  scan: findings at or above --fail-on
+  0  done: no finding at or above --fail-on and the report complete (or --allow-incomplete),
+     or no --fail-on; health: SERVING
+  1  scan: findings at or above --fail-on, or with --fail-on an incomplete report (notices:
+     something not scanned or left out) without --allow-incomplete
   2  error: bad flags, plugin config or connection failure, any non-OK RPC status
      (printed as `error: <CODE>: <message>` on stderr, e.g. `error: NOT_FOUND: ...`),
      a requested report type that failed, or health not SERVING";
@@ -152,9 +154,15 @@ pub struct ScanArgs {
     pub format: Format,
 
     /// Exit 1 when a finding has this severity or a higher one
-    /// (unknown < negligible < low < medium < high < critical).
+    /// (unknown < negligible < low < medium < high < critical), and also when the report is
+    /// incomplete (it has notices: something not scanned or left out).
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<SeverityArg>,
+
+    /// With --fail-on, do not fail on an incomplete report alone; the `incomplete: ...` line is
+    /// still printed on stderr.
+    #[arg(long)]
+    pub allow_incomplete: bool,
 
     /// Save each typed report document (--report-type) to a file in this directory.
     #[arg(long, value_name = "DIR")]

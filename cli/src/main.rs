@@ -8,7 +8,8 @@
 //!   health
 //!   scan IMAGE [--registry URL] [--username U --password P | --token T] [--insecure]
 //!              [--platform OS/ARCH[/VARIANT]] [--report-type MIME]... [--report-param K=V]...
-//!              [--format table|json] [--fail-on SEVERITY] [--output-dir DIR] [--rpc auto|unary|stream]
+//!              [--format table|json] [--fail-on SEVERITY [--allow-incomplete]] [--output-dir DIR]
+//!              [--rpc auto|unary|stream]
 //! ```
 //!
 //! - The plugin is `--plugin URL` (`http://host:port`, `https://host:port`, `unix:/path.sock`) or
@@ -22,21 +23,27 @@
 //!   JSON mapping (lowerCamelCase names, enum names, 64-bit integers as strings, RFC 3339
 //!   timestamps, `bytes` in base64; default values omitted).
 //! - When stderr is a terminal, `scan` calls `ScanImageStream` and shows a progress bar; otherwise
-//!   it calls `ScanImage` and writes nothing to stderr but errors (`--rpc` overrides). The result
-//!   is the same.
+//!   it calls `ScanImage` and writes nothing to stderr but errors and the incomplete line
+//!   (`--rpc` overrides). The result is the same.
+//! - An incomplete report (notices in the primary report: something not scanned, scanned only in
+//!   part, or left out of the response; or a requested report type that failed) never passes
+//!   silently: stderr gets `incomplete: 2 notices (unsafe-path-skipped x1, file-too-large x1)`,
+//!   and the JSON output's `summary.incomplete` is true (the CLI sets it from the notices when a
+//!   plugin left it unset).
 //!
 //! ## Exit codes
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | done: no finding at or above `--fail-on` (or no `--fail-on`); `health`: SERVING |
-//! | 1 | `scan`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical) |
+//! | 0 | done: no finding at or above `--fail-on` and the report complete (or `--allow-incomplete`), or no `--fail-on`; `health`: SERVING |
+//! | 1 | `scan`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical), or with `--fail-on` an incomplete report (notices) without `--allow-incomplete` |
 //! | 2 | error: bad flags (clap's usage errors too), plugin config or connection failure, any non-OK RPC status (printed as `error: <CODE>: <message>`, e.g. `error: NOT_FOUND: ...`), a requested report type that failed (`error: <CODE>: report "<mime>" failed: ...`, after the output), or `health` not SERVING |
 
 // Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod incomplete;
 mod outcome;
 mod progress;
 mod render;
@@ -57,6 +64,7 @@ use sidescan_proto::{
 
 use crate::{
     args::{Cli, Command, Common, Format, RpcMode, ScanArgs},
+    incomplete::{incompleteness, mark_incomplete},
     outcome::{CliError, Outcome, failed_reports, scan_outcome},
     progress::ProgressView,
     render::{canonical_json, metadata_table, save_documents, scan_table},
@@ -200,7 +208,7 @@ async fn scan(
         RpcMode::Unary => false,
         RpcMode::Stream => true,
     };
-    let response = if streamed {
+    let mut response = if streamed {
         let mut view = terminal.then(ProgressView::start);
         let result = match client.scan_stream(request.clone()).await {
             Ok(stream) => {
@@ -230,6 +238,7 @@ async fn scan(
         client.scan(request).await?
     };
 
+    mark_incomplete(&mut response);
     let saved = match &args.output_dir {
         Some(dir) => save_documents(&response, dir)?,
         None => Vec::new(),
@@ -241,7 +250,17 @@ async fn scan(
     for line in failed_reports(&response) {
         eprintln!("{line}");
     }
-    Ok(scan_outcome(&response, args.fail_on.map(|s| s.to_proto())))
+    if let Some(incomplete) = incompleteness(&response) {
+        eprintln!(
+            "{}",
+            incomplete.line(args.allow_incomplete && args.fail_on.is_some())
+        );
+    }
+    Ok(scan_outcome(
+        &response,
+        args.fail_on.map(|s| s.to_proto()),
+        args.allow_incomplete,
+    ))
 }
 
 /// Writes to stdout; a closed stdout is an error, not a panic.

@@ -1,4 +1,4 @@
-//! Exit codes, `--fail-on`, and how errors are printed.
+//! Exit codes, `--fail-on` (incomplete reports included), and how errors are printed.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -7,6 +7,8 @@ use sidescan_proto::{
     v1::{ReportStatus, ScanReport, ScanResponse, Severity},
 };
 
+use crate::incomplete::incompleteness;
+
 /// How a run ended; each maps to one exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -14,6 +16,9 @@ pub enum Outcome {
     Done,
     /// Exit 1: findings at or above `--fail-on`.
     FindingsAtOrAbove,
+    /// Exit 1: `--fail-on` given, no finding at or above it, but the report is incomplete (it has
+    /// notices) and `--allow-incomplete` was not given.
+    Incomplete,
     /// Exit 2: an error (already printed).
     Error,
 }
@@ -23,7 +28,7 @@ impl Outcome {
     pub fn code(self) -> u8 {
         match self {
             Outcome::Done => 0,
-            Outcome::FindingsAtOrAbove => 1,
+            Outcome::FindingsAtOrAbove | Outcome::Incomplete => 1,
             Outcome::Error => 2,
         }
     }
@@ -118,23 +123,35 @@ pub fn failed_reports(response: &ScanResponse) -> Vec<String> {
 }
 
 /// The outcome of a successful scan: `Error` if a requested report type failed, else
-/// `FindingsAtOrAbove` when `--fail-on` is met, else `Done`.
-pub fn scan_outcome(response: &ScanResponse, fail_on: Option<Severity>) -> Outcome {
+/// `FindingsAtOrAbove` when `--fail-on` is met, else `Incomplete` when `--fail-on` is given and
+/// the report is incomplete without `--allow-incomplete`, else `Done`. Without `--fail-on` an
+/// incomplete report exits 0 (the caller still prints the incomplete line).
+pub fn scan_outcome(
+    response: &ScanResponse,
+    fail_on: Option<Severity>,
+    allow_incomplete: bool,
+) -> Outcome {
     if !failed_reports(response).is_empty() {
         return Outcome::Error;
     }
-    match (fail_on, &response.report) {
-        (Some(threshold), Some(report)) if fails_threshold(report, threshold) => {
-            Outcome::FindingsAtOrAbove
-        }
-        _ => Outcome::Done,
+    let Some(threshold) = fail_on else {
+        return Outcome::Done;
+    };
+    if let Some(report) = &response.report
+        && fails_threshold(report, threshold)
+    {
+        return Outcome::FindingsAtOrAbove;
     }
+    if !allow_incomplete && incompleteness(response).is_some() {
+        return Outcome::Incomplete;
+    }
+    Outcome::Done
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sidescan_proto::v1::{ReportError, ScanVulnerability, Summary, TypedReport};
+    use sidescan_proto::v1::{Notice, ReportError, ScanVulnerability, Summary, TypedReport};
 
     fn report(severities: &[Severity]) -> ScanReport {
         ScanReport {
@@ -184,13 +201,17 @@ mod tests {
         assert_eq!(Outcome::Done.code(), 0);
         assert_eq!(Outcome::FindingsAtOrAbove.code(), 1);
         assert_eq!(Outcome::Error.code(), 2);
+        assert_eq!(Outcome::Incomplete.code(), 1);
         let high = response(report(&[Severity::High]));
-        assert_eq!(scan_outcome(&high, None), Outcome::Done);
+        assert_eq!(scan_outcome(&high, None, false), Outcome::Done);
         assert_eq!(
-            scan_outcome(&high, Some(Severity::Medium)),
+            scan_outcome(&high, Some(Severity::Medium), false),
             Outcome::FindingsAtOrAbove
         );
-        assert_eq!(scan_outcome(&high, Some(Severity::Critical)), Outcome::Done);
+        assert_eq!(
+            scan_outcome(&high, Some(Severity::Critical), false),
+            Outcome::Done
+        );
 
         let mut failed = high.clone();
         failed.reports.push(TypedReport {
@@ -202,7 +223,11 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(scan_outcome(&failed, None), Outcome::Error);
+        assert_eq!(scan_outcome(&failed, None, false), Outcome::Error);
+        assert_eq!(
+            scan_outcome(&failed, Some(Severity::Critical), true),
+            Outcome::Error
+        );
         assert_eq!(
             failed_reports(&failed),
             [
@@ -224,5 +249,44 @@ mod tests {
             "error: UNAVAILABLE: cannot connect to http://127.0.0.1:1: connection refused"
         );
         assert_eq!(CliError::Usage("bad".into()).line(), "error: bad");
+    }
+
+    #[test]
+    fn incomplete_reports_fail_fail_on_unless_allowed() {
+        let mut incomplete = response(report(&[Severity::Low]));
+        if let Some(r) = incomplete.report.as_mut() {
+            r.notices.push(Notice {
+                code: "unsafe-path-skipped".into(),
+                ..Default::default()
+            });
+        }
+        // Nothing at or above CRITICAL, but something was not scanned.
+        assert_eq!(
+            scan_outcome(&incomplete, Some(Severity::Critical), false),
+            Outcome::Incomplete
+        );
+        assert_eq!(
+            scan_outcome(&incomplete, Some(Severity::Critical), true),
+            Outcome::Done
+        );
+        // Findings at or above the threshold still say so.
+        assert_eq!(
+            scan_outcome(&incomplete, Some(Severity::Low), false),
+            Outcome::FindingsAtOrAbove
+        );
+        // Without --fail-on the exit code stays 0.
+        assert_eq!(scan_outcome(&incomplete, None, false), Outcome::Done);
+        // A plugin that only sets the flag is incomplete too.
+        let flagged = response(ScanReport {
+            summary: Some(Summary {
+                incomplete: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            scan_outcome(&flagged, Some(Severity::Unknown), false),
+            Outcome::Incomplete
+        );
     }
 }

@@ -179,8 +179,8 @@ pub fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> Strin
     if !report.notices.is_empty() {
         let _ = writeln!(
             out,
-            "WARNING: not everything was scanned: {} notice(s), listed under NOTICES below",
-            report.notices.len()
+            "WARNING: INCOMPLETE, not everything was scanned: {} notice(s), listed under NOTICES below",
+            notice_total(report)
         );
     }
     out.push('\n');
@@ -253,10 +253,13 @@ pub fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> Strin
         let _ = writeln!(
             out,
             "\n!!! NOTICES: {} — parts of this image were NOT scanned; they are not known to be clean:",
-            report.notices.len()
+            notice_total(report)
         );
         for n in &report.notices {
             let mut line = format!("  ! [{}] {}", n.code, n.message);
+            if n.count > 1 {
+                let _ = write!(line, " (x{})", n.count);
+            }
             if !n.path.is_empty() {
                 let _ = write!(line, " (path {})", n.path);
             }
@@ -267,6 +270,15 @@ pub fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> Strin
         }
     }
     out
+}
+
+/// Occurrences the notices stand for (a notice's `count`, 0 counting as 1).
+fn notice_total(report: &ScanReport) -> u64 {
+    report
+        .notices
+        .iter()
+        .map(|n| u64::from(n.count.max(1)))
+        .sum()
 }
 
 fn report_status(r: &TypedReport) -> String {

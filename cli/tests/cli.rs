@@ -1,258 +1,15 @@
 //! The `sidescan` binary against an in-test Scan server (a test double for the plugin): flags
 //! reach the request, output formats, exit codes.
 
-use std::{
-    path::Path,
-    process::Output,
-    sync::{Arc, Mutex},
-};
+mod gate;
+mod support;
 
-use sidescan_proto::v1::{
-    GetMetadataRequest, GetMetadataResponse, Image, Limits, Notice, Platform, Progress,
-    ReportError, ReportStatus, ScanImageStreamResponse, ScanPhase, ScanReport, ScanRequest,
-    ScanResponse, ScanVulnerability, Scanner, Severity, Summary, TypedReport,
-    scan_image_stream_response::Event,
-    scan_server::{Scan, ScanServer},
-};
-use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
-use tonic::{Request, Response, Status, transport::Server};
+use std::path::Path;
 
-/// A request as the plugin saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    rpc: &'static str,
-    request: ScanRequest,
-    grpc_timeout: Option<String>,
-    request_id: Option<String>,
-}
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
 
-#[derive(Clone, Default)]
-struct Plugin {
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Plugin {
-    fn last(&self) -> Seen {
-        self.seen
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a scan request")
-    }
-
-    fn record(&self, rpc: &'static str, request: &Request<ScanRequest>) {
-        let get = |k: &str| {
-            request
-                .metadata()
-                .get(k)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        self.seen.lock().expect("lock").push(Seen {
-            rpc,
-            request: request.get_ref().clone(),
-            grpc_timeout: get("grpc-timeout"),
-            request_id: get("x-request-id"),
-        });
-    }
-}
-
-fn response(request: &ScanRequest) -> ScanResponse {
-    let reports = request
-        .report_types
-        .keys()
-        .map(|mime| {
-            if mime.contains("sbom") {
-                TypedReport {
-                    mime_type: mime.clone(),
-                    status: ReportStatus::Failed as i32,
-                    error: Some(ReportError {
-                        code: 9,
-                        message: "no packages to list".into(),
-                    }),
-                    ..Default::default()
-                }
-            } else {
-                TypedReport {
-                    mime_type: mime.clone(),
-                    status: ReportStatus::Succeeded as i32,
-                    document: br#"{"findings":1}"#.to_vec(),
-                    document_media_type: "application/json".into(),
-                    ..Default::default()
-                }
-            }
-        })
-        .collect();
-    ScanResponse {
-        report: Some(ScanReport {
-            image: Some(Image {
-                registry: "127.0.0.1:5000".into(),
-                repository: "app".into(),
-                tag: "1.0".into(),
-                digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111"
-                    .into(),
-                media_type: sidescan_proto::mime::OCI_MANIFEST.into(),
-                ..Default::default()
-            }),
-            scanner: Some(Scanner {
-                name: "test-plugin".into(),
-                vendor: "tests".into(),
-                version: "1.0.0".into(),
-            }),
-            vulnerabilities: vec![
-                ScanVulnerability {
-                    id: "CVE-2024-0001".into(),
-                    package: "openssl".into(),
-                    installed_version: "3.3.0-r0".into(),
-                    fixed_version: "3.3.1-r1".into(),
-                    severity: Severity::High as i32,
-                    title: "A very long title that goes on and on and on well past sixty characters in length".into(),
-                    kind: 1,
-                    ..Default::default()
-                },
-                ScanVulnerability {
-                    id: "Eicar-Test-Signature".into(),
-                    path: "/eicar.com".into(),
-                    severity: Severity::Low as i32,
-                    kind: 2,
-                    ..Default::default()
-                },
-            ],
-            generated_at: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-            summary: Some(Summary {
-                total: 2,
-                fixable: 1,
-                max_severity: Severity::High as i32,
-                high: 1,
-                low: 1,
-                ..Default::default()
-            }),
-            notices: vec![Notice {
-                code: "file-too-large".into(),
-                message: "file exceeds 100 MiB".into(),
-                path: "/big.bin".into(),
-                ..Default::default()
-            }],
-            platforms: vec![Platform {
-                os: "linux".into(),
-                architecture: "amd64".into(),
-                variant: String::new(),
-            }],
-        }),
-        reports,
-    }
-}
-
-#[tonic::async_trait]
-impl Scan for Plugin {
-    async fn get_metadata(
-        &self,
-        _request: Request<GetMetadataRequest>,
-    ) -> Result<Response<GetMetadataResponse>, Status> {
-        Ok(Response::new(GetMetadataResponse {
-            scanner: Some(Scanner {
-                name: "test-plugin".into(),
-                vendor: "tests".into(),
-                version: "1.0.0".into(),
-            }),
-            api_version: "sidescan.v1".into(),
-            limits: Some(Limits {
-                max_image_bytes: 1 << 30,
-                ..Default::default()
-            }),
-            properties: [("engine.version".to_string(), "42".to_string())].into(),
-            ..Default::default()
-        }))
-    }
-
-    async fn scan_image(
-        &self,
-        request: Request<ScanRequest>,
-    ) -> Result<Response<ScanResponse>, Status> {
-        self.record("ScanImage", &request);
-        if request.get_ref().image.contains("missing") {
-            return Err(Status::not_found("manifest unknown: missing:1.0"));
-        }
-        Ok(Response::new(response(request.get_ref())))
-    }
-
-    type ScanImageStreamStream = ReceiverStream<Result<ScanImageStreamResponse, Status>>;
-
-    async fn scan_image_stream(
-        &self,
-        request: Request<ScanRequest>,
-    ) -> Result<Response<Self::ScanImageStreamStream>, Status> {
-        self.record("ScanImageStream", &request);
-        if request.get_ref().image.contains("missing") {
-            return Err(Status::not_found("manifest unknown: missing:1.0"));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let result = response(request.get_ref());
-        tokio::spawn(async move {
-            let progress = ScanImageStreamResponse {
-                event: Some(Event::Progress(Progress {
-                    phase: ScanPhase::Downloading as i32,
-                    bytes_done: 10,
-                    bytes_total: 20,
-                    ..Default::default()
-                })),
-            };
-            let _ = tx.send(Ok(progress)).await;
-            let _ = tx
-                .send(Ok(ScanImageStreamResponse {
-                    event: Some(Event::Result(result)),
-                }))
-                .await;
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-async fn router(plugin: Plugin, serving: bool) -> tonic::transport::server::Router {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let status = if serving {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    };
-    reporter
-        .set_service_status(sidescan_proto::SCAN_SERVICE_NAME, status)
-        .await;
-    Server::builder()
-        .add_service(health)
-        .add_service(ScanServer::new(plugin))
-}
-
-async fn start(serving: bool) -> (String, Plugin) {
-    let plugin = Plugin::default();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = router(plugin.clone(), serving).await;
-    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
-    (format!("http://{addr}"), plugin)
-}
-
-async fn sidescan(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidescan"));
-    command
-        .args(args)
-        .env_remove("SIDESCAN_REGISTRY_USERNAME")
-        .env_remove("SIDESCAN_REGISTRY_PASSWORD")
-        .env_remove("SIDESCAN_REGISTRY_TOKEN");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().await.expect("run sidescan")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{Plugin, router, sidescan, start, text};
 
 #[tokio::test]
 async fn metadata_as_table_and_canonical_json() {
@@ -296,8 +53,11 @@ async fn scan_json_is_canonical_and_identical_for_both_rpcs() {
     let auto = sidescan(&base, &[]).await;
     for out in [&unary, &stream, &auto] {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        // Not a terminal: nothing on stderr.
-        assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+        // Not a terminal: nothing on stderr but the incomplete line (the report has a notice).
+        assert_eq!(
+            text(&out.stderr),
+            "incomplete: 1 notice (file-too-large x1)\n"
+        );
     }
     assert_eq!(unary.stdout, stream.stdout);
     assert_eq!(unary.stdout, auto.stdout);
@@ -309,6 +69,9 @@ async fn scan_json_is_canonical_and_identical_for_both_rpcs() {
     assert_eq!(report["vulnerabilities"][0]["installedVersion"], "3.3.0-r0");
     assert_eq!(report["vulnerabilities"][1]["kind"], "FINDING_KIND_MALWARE");
     assert_eq!(report["notices"][0]["code"], "file-too-large");
+    // The double left `incomplete` unset; the CLI derives it from the notices.
+    assert_eq!(report["summary"]["incomplete"], true);
+    assert_eq!(report["summary"]["noticeCount"], 1);
     let typed = &json["reports"][0];
     assert_eq!(typed["status"], "REPORT_STATUS_SUCCEEDED");
     // bytes in base64.
@@ -332,7 +95,7 @@ async fn scan_table_shows_findings_summary_and_notices() {
         "Summary: 2 findings",
         "max severity HIGH",
         "NOTICES: 1",
-        "WARNING: not everything was scanned",
+        "WARNING: INCOMPLETE, not everything was scanned",
         "file-too-large",
         "…",
     ] {
@@ -345,9 +108,17 @@ async fn scan_table_shows_findings_summary_and_notices() {
 #[tokio::test]
 async fn fail_on_sets_exit_code_one() {
     let (url, _plugin) = start(true).await;
+    // A complete report (no notices): only the findings decide.
     for (threshold, code) in [("unknown", 1), ("low", 1), ("high", 1), ("critical", 0)] {
         let out = sidescan(
-            &["scan", "app:1.0", "--plugin", &url, "--fail-on", threshold],
+            &[
+                "scan",
+                "clean:1.0",
+                "--plugin",
+                &url,
+                "--fail-on",
+                threshold,
+            ],
             &[],
         )
         .await;
@@ -577,7 +348,8 @@ async fn output_dir_saves_documents_and_failed_reports_exit_two() {
     assert!(serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok());
     assert_eq!(
         text(&out.stderr),
-        "error: FAILED_PRECONDITION: report \"application/vnd.security.sbom.report+json; version=1.0\" failed: no packages to list\n"
+        "error: FAILED_PRECONDITION: report \"application/vnd.security.sbom.report+json; version=1.0\" failed: no packages to list\n\
+         incomplete: 1 notice (file-too-large x1); 1 report type failed\n"
     );
 }
 

@@ -90,13 +90,14 @@ pub fn finding_to_proto(finding: &Finding) -> pb::ScanVulnerability {
     }
 }
 
-/// `Notice` → `sidescan.v1.Notice`.
+/// `Notice` → `sidescan.v1.Notice`, standing for one occurrence (`count` 1).
 pub fn notice_to_proto(notice: &Notice) -> pb::Notice {
     pb::Notice {
         code: notice.code.clone(),
         message: notice.message.clone(),
         path: notice.path.clone(),
         layer_digest: notice.layer_digest.clone(),
+        count: 1,
     }
 }
 

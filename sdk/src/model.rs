@@ -227,6 +227,9 @@ pub mod notice_codes {
     pub const UNSAFE_PATH_SKIPPED: &str = "unsafe-path-skipped";
     /// The engine could not scan a file (its own error).
     pub const SCAN_ERROR: &str = "scan-error";
+    /// The least severe findings were left out to keep the response under its size cap; the
+    /// notice's count is how many (set by the SDK when it assembles the response).
+    pub const FINDINGS_TRUNCATED: &str = "findings-truncated";
 }
 
 /// An OCI platform.

@@ -6,14 +6,20 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde_json::json;
-use sidescan_proto::{mime, v1 as pb};
+use sidescan_proto::v1 as pb;
+
+mod bounds;
+mod documents;
+
+pub use bounds::{MAX_RESPONSE_BYTES, NOTICES_PER_CODE};
 
 use crate::convert::{finding_to_proto, notice_to_proto, platform_to_proto, severity_to_proto};
 use crate::error::Error;
-use crate::model::{Finding, FindingKind, Notice, ReportDocument, Severity};
+use crate::model::{Finding, ReportDocument, Severity};
 use crate::pipeline::{PipelineOutcome, ResolvedImage};
 use crate::plugin::ScannerInfo;
+use bounds::{CountedNotice, Documents, bound_notices, fit};
+use documents::render_builtin;
 
 /// Report types requested, keyed by normalised MIME type, with their parameters.
 pub type RequestedReports = BTreeMap<String, BTreeMap<String, String>>;
@@ -66,11 +72,33 @@ pub fn summarize(findings: &[Finding]) -> pb::Summary {
 
 /// Builds the `ScanResponse` for a finished scan: the primary report plus one typed report per
 /// requested MIME type.
+///
+/// The response is bounded: notices are summarised per code ([`NOTICES_PER_CODE`] kept with
+/// their paths) and the encoded response stays under [`MAX_RESPONSE_BYTES`], the least severe
+/// findings left out with a `findings-truncated` notice when they would not fit. A report with
+/// notices is marked incomplete (`Summary.incomplete`, and in the built-in documents).
 pub fn build_response(
     scanner: &ScannerInfo,
     outcome: PipelineOutcome,
     requested: &RequestedReports,
     generated_at: SystemTime,
+) -> pb::ScanResponse {
+    build_response_capped(
+        scanner,
+        outcome,
+        requested,
+        generated_at,
+        MAX_RESPONSE_BYTES,
+    )
+}
+
+/// [`build_response`] with the size cap given.
+fn build_response_capped(
+    scanner: &ScannerInfo,
+    outcome: PipelineOutcome,
+    requested: &RequestedReports,
+    generated_at: SystemTime,
+    cap: usize,
 ) -> pb::ScanResponse {
     let PipelineOutcome {
         image,
@@ -79,49 +107,71 @@ pub fn build_response(
     sort_findings(&mut scan.findings);
     scan.notices.sort();
     scan.notices.dedup();
-
+    let notices = bound_notices(std::mem::take(&mut scan.notices));
     let documents = std::mem::take(&mut scan.documents);
-    let reports = requested
-        .keys()
-        .map(|mime_type| {
-            let rendered = documents.get(mime_type).cloned().unwrap_or_else(|| {
-                render_builtin(
-                    mime_type,
-                    scanner,
-                    &image,
-                    &scan.findings,
-                    &scan.notices,
-                    generated_at,
-                )
-            });
-            typed_report(mime_type, rendered)
-        })
-        .collect();
+    let image_proto = image_to_proto(&image);
+    let scanner_proto = scanner_to_proto(scanner);
+    let platforms: Vec<pb::Platform> = image.platforms.iter().map(platform_to_proto).collect();
 
+    let assemble = |keep: usize, truncation: Option<&CountedNotice>, documents: &Documents| {
+        let findings = scan.findings.get(..keep).unwrap_or(&scan.findings);
+        let mut notices = notices.clone();
+        notices.extend(truncation.cloned());
+        let reports = requested
+            .keys()
+            .map(|mime_type| {
+                let rendered = documents.get(mime_type).cloned().unwrap_or_else(|| {
+                    render_builtin(mime_type, scanner, &image, findings, &notices, generated_at)
+                });
+                typed_report(mime_type, rendered)
+            })
+            .collect();
+        let report = pb::ScanReport {
+            image: Some(image_proto.clone()),
+            scanner: Some(scanner_proto.clone()),
+            vulnerabilities: findings.iter().map(finding_to_proto).collect(),
+            generated_at: Some(prost_types::Timestamp::from(generated_at)),
+            summary: Some(summary_with_notices(summarize(findings), &notices)),
+            notices: notices.iter().map(counted_notice_to_proto).collect(),
+            platforms: platforms.clone(),
+        };
+        pb::ScanResponse {
+            report: Some(report),
+            reports,
+        }
+    };
+    fit(&scan.findings, documents, cap, assemble)
+}
+
+fn image_to_proto(image: &ResolvedImage) -> pb::Image {
     let single_platform = match image.platforms.as_slice() {
         [only] => Some(platform_to_proto(only)),
         _ => None,
     };
-    let report = pb::ScanReport {
-        image: Some(pb::Image {
-            repository: image.repository.clone(),
-            tag: image.tag.clone(),
-            digest: image.digest.clone(),
-            media_type: image.media_type.clone(),
-            platform: single_platform,
-            registry: image.registry.clone(),
-            manifest_digests: image.manifest_digests.clone(),
-        }),
-        scanner: Some(scanner_to_proto(scanner)),
-        vulnerabilities: scan.findings.iter().map(finding_to_proto).collect(),
-        generated_at: Some(prost_types::Timestamp::from(generated_at)),
-        summary: Some(summarize(&scan.findings)),
-        notices: scan.notices.iter().map(notice_to_proto).collect(),
-        platforms: image.platforms.iter().map(platform_to_proto).collect(),
-    };
-    pb::ScanResponse {
-        report: Some(report),
-        reports,
+    pb::Image {
+        repository: image.repository.clone(),
+        tag: image.tag.clone(),
+        digest: image.digest.clone(),
+        media_type: image.media_type.clone(),
+        platform: single_platform,
+        registry: image.registry.clone(),
+        manifest_digests: image.manifest_digests.clone(),
+    }
+}
+
+/// Marks `summary` incomplete when there are notices, with how many things they stand for.
+fn summary_with_notices(mut summary: pb::Summary, notices: &[CountedNotice]) -> pb::Summary {
+    summary.incomplete = !notices.is_empty();
+    summary.notice_count = notices
+        .iter()
+        .fold(0u32, |sum, n| sum.saturating_add(n.count.max(1)));
+    summary
+}
+
+fn counted_notice_to_proto(counted: &CountedNotice) -> pb::Notice {
+    pb::Notice {
+        count: counted.count,
+        ..notice_to_proto(&counted.notice)
     }
 }
 
@@ -156,151 +206,11 @@ fn typed_report(mime_type: &str, rendered: Result<ReportDocument, Error>) -> pb:
     }
 }
 
-fn render_builtin(
-    mime_type: &str,
-    scanner: &ScannerInfo,
-    image: &ResolvedImage,
-    findings: &[Finding],
-    notices: &[Notice],
-    generated_at: SystemTime,
-) -> Result<ReportDocument, Error> {
-    let generated_at = humantime::format_rfc3339_seconds(generated_at).to_string();
-    let value = if mime_type == mime::normalize(mime::VULNERABILITY_REPORT) {
-        harbor_vulnerability_report(scanner, image, findings, &generated_at)
-    } else if mime_type == mime::normalize(mime::MALWARE_REPORT) {
-        malware_report(scanner, image, findings, notices, &generated_at)
-    } else {
-        return Err(Error::internal(format!(
-            "the plugin produced no {mime_type} document"
-        )));
-    };
-    let content = serde_json::to_vec_pretty(&value)
-        .map_err(|e| Error::internal(format!("cannot encode {mime_type}: {e}")))?;
-    Ok(ReportDocument {
-        media_type: "application/json".into(),
-        content,
-    })
-}
-
-/// Harbor spells severities capitalised: `High`.
-fn harbor_severity(severity: Severity) -> String {
-    let upper = severity.as_str();
-    let mut out = upper[..1].to_owned();
-    out.push_str(&upper[1..].to_ascii_lowercase());
-    out
-}
-
-fn artifact_json(image: &ResolvedImage) -> serde_json::Value {
-    json!({
-        "repository": image.repository,
-        "tag": image.tag,
-        "digest": image.digest,
-        "mime_type": image.media_type,
-    })
-}
-
-fn scanner_json(scanner: &ScannerInfo) -> serde_json::Value {
-    json!({ "name": scanner.name, "vendor": scanner.vendor, "version": scanner.version })
-}
-
-/// Harbor's `application/vnd.security.vulnerability.report; version=1.1` from the vulnerability
-/// findings.
-fn harbor_vulnerability_report(
-    scanner: &ScannerInfo,
-    image: &ResolvedImage,
-    findings: &[Finding],
-    generated_at: &str,
-) -> serde_json::Value {
-    let vulns: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::Vulnerability)
-        .collect();
-    let max = vulns.iter().map(|f| f.severity).max();
-    let items: Vec<serde_json::Value> = vulns
-        .iter()
-        .map(|f| {
-            let preferred = f
-                .cvss
-                .get("nvd")
-                .or_else(|| f.cvss.values().next())
-                .map(|c| {
-                    json!({
-                        "score_v2": c.v2_score, "score_v3": c.v3_score,
-                        "vector_v2": c.v2_vector, "vector_v3": c.v3_vector,
-                    })
-                });
-            json!({
-                "id": f.id,
-                "package": f.package,
-                "version": f.installed_version,
-                "fix_version": f.fixed_version,
-                "severity": harbor_severity(f.severity),
-                "description": f.description,
-                "links": f.links,
-                "layer": { "digest": f.layer_digest, "diff_id": f.layer_diff_id },
-                "preferred_cvss": preferred,
-                "cwe_ids": f.cwe_ids,
-                "vendor_attributes": f.vendor_attributes,
-            })
-        })
-        .collect();
-    json!({
-        "generated_at": generated_at,
-        "artifact": artifact_json(image),
-        "scanner": scanner_json(scanner),
-        "severity": max.map_or_else(|| "None".to_owned(), harbor_severity),
-        "vulnerabilities": items,
-    })
-}
-
-/// sidescan's `application/vnd.security.malware.report; version=1.0`. Its `status` is
-/// `infected` when malware was found, `incomplete` when nothing was found but something was not
-/// scanned (notices), and `clean` only when everything was scanned and nothing found.
-fn malware_report(
-    scanner: &ScannerInfo,
-    image: &ResolvedImage,
-    findings: &[Finding],
-    notices: &[Notice],
-    generated_at: &str,
-) -> serde_json::Value {
-    let malware: Vec<serde_json::Value> = findings
-        .iter()
-        .filter(|f| f.kind == FindingKind::Malware)
-        .map(|f| {
-            json!({
-                "signature": f.id,
-                "path": f.path,
-                "severity": harbor_severity(f.severity),
-                "layer": { "digest": f.layer_digest, "diff_id": f.layer_diff_id },
-                "platforms": f.platforms.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let status = if !malware.is_empty() {
-        "infected"
-    } else if !notices.is_empty() {
-        "incomplete"
-    } else {
-        "clean"
-    };
-    let notices: Vec<serde_json::Value> = notices
-        .iter()
-        .map(|n| json!({ "code": n.code, "message": n.message, "path": n.path, "layer_digest": n.layer_digest }))
-        .collect();
-    json!({
-        "generated_at": generated_at,
-        "artifact": artifact_json(image),
-        "scanner": scanner_json(scanner),
-        "status": status,
-        "malware": malware,
-        "notices": notices,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ScanFindings;
+    use crate::model::{FindingKind, Notice, ScanFindings, notice_codes};
+    use sidescan_proto::mime;
 
     fn info() -> ScannerInfo {
         ScannerInfo {
@@ -399,5 +309,171 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_slice(&by_type[&vuln].document).unwrap();
         assert_eq!(doc["vulnerabilities"][0]["id"], "CVE-1");
         assert_eq!(doc["severity"], "Medium");
+    }
+
+    fn vuln_and_malware() -> RequestedReports {
+        let mut requested = RequestedReports::new();
+        requested.insert(mime::normalize(mime::VULNERABILITY_REPORT), BTreeMap::new());
+        requested.insert(mime::normalize(mime::MALWARE_REPORT), BTreeMap::new());
+        requested
+    }
+
+    fn outcome(findings: Vec<Finding>, notices: Vec<Notice>) -> PipelineOutcome {
+        PipelineOutcome {
+            image: ResolvedImage::default(),
+            findings: ScanFindings {
+                findings,
+                notices,
+                ..ScanFindings::default()
+            },
+        }
+    }
+
+    fn documents(resp: &pb::ScanResponse) -> Vec<serde_json::Value> {
+        resp.reports
+            .iter()
+            .map(|r| serde_json::from_slice(&r.document).expect("JSON document"))
+            .collect()
+    }
+
+    #[test]
+    fn notices_mark_the_summary_and_both_documents_incomplete() {
+        let notices = vec![
+            Notice::new("unsafe-path-skipped", "escapes").at_path("/../x"),
+            Notice::new("file-too-large", "big").at_path("/big"),
+        ];
+        let findings = vec![finding("CVE-1", Severity::Low, "")];
+        let resp = build_response(
+            &info(),
+            outcome(findings.clone(), notices),
+            &vuln_and_malware(),
+            SystemTime::now(),
+        );
+        let summary = resp.report.as_ref().and_then(|r| r.summary).unwrap();
+        assert!(summary.incomplete);
+        assert_eq!(summary.notice_count, 2);
+        for doc in documents(&resp) {
+            assert_eq!(doc["incomplete"], true, "{doc}");
+            assert_eq!(doc["notices"].as_array().map(Vec::len), Some(2), "{doc}");
+            assert_eq!(doc["notices"][0]["count"], 1, "{doc}");
+        }
+
+        let complete = build_response(
+            &info(),
+            outcome(findings, Vec::new()),
+            &vuln_and_malware(),
+            SystemTime::now(),
+        );
+        let summary = complete.report.as_ref().and_then(|r| r.summary).unwrap();
+        assert!(!summary.incomplete);
+        assert_eq!(summary.notice_count, 0);
+        for doc in documents(&complete) {
+            assert_eq!(doc["incomplete"], false, "{doc}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_notices_of_one_code_are_bounded() {
+        let notices = (0..10_000)
+            .map(|i| {
+                Notice::new("unsafe-path-skipped", "escapes the root").at_path(format!("/{i}"))
+            })
+            .collect();
+        let resp = build_response(
+            &info(),
+            outcome(Vec::new(), notices),
+            &vuln_and_malware(),
+            SystemTime::now(),
+        );
+        let report = resp.report.as_ref().unwrap();
+        assert_eq!(report.notices.len(), NOTICES_PER_CODE + 1);
+        let last = report.notices.last().unwrap();
+        assert_eq!(
+            (last.message.as_str(), last.count, last.path.as_str()),
+            ("unsafe-path-skipped: 9980 more", 9_980, "")
+        );
+        let summary = report.summary.unwrap();
+        assert!(summary.incomplete);
+        assert_eq!(summary.notice_count, 10_000);
+        for doc in documents(&resp) {
+            assert_eq!(
+                doc["notices"].as_array().map(Vec::len),
+                Some(NOTICES_PER_CODE + 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_findings_fit_the_cap_with_a_truncation_notice() {
+        use prost::Message as _;
+        let findings: Vec<Finding> = (0..100_000)
+            .map(|i| Finding {
+                package: format!("package-{i}"),
+                installed_version: "1.2.3-r4".into(),
+                description: "a description of the problem that takes some room".into(),
+                ..finding(&format!("CVE-2024-{i:06}"), Severity::ALL[i % 6], "")
+            })
+            .collect();
+        let resp = build_response(
+            &info(),
+            outcome(findings, Vec::new()),
+            &vuln_and_malware(),
+            SystemTime::now(),
+        );
+        let len = resp.encoded_len();
+        assert!(len <= MAX_RESPONSE_BYTES, "{len} bytes");
+        assert!(
+            len > MAX_RESPONSE_BYTES / 2,
+            "{len} bytes: cut far too much"
+        );
+        let report = resp.report.as_ref().unwrap();
+        let kept = report.vulnerabilities.len();
+        assert!(kept > 0 && kept < 100_000, "{kept}");
+        let notice = &report.notices[0];
+        assert_eq!(notice.code, notice_codes::FINDINGS_TRUNCATED);
+        assert_eq!(notice.count as usize, 100_000 - kept);
+        let summary = report.summary.unwrap();
+        assert!(summary.incomplete);
+        assert_eq!(summary.total as usize, kept);
+        // The most severe were kept (there are 16 667 critical ones).
+        assert_eq!(summary.critical as usize, kept.min(16_667));
+        assert_eq!(summary.max_severity, pb::Severity::Critical as i32);
+        for doc in documents(&resp) {
+            assert_eq!(doc["incomplete"], true);
+            assert_eq!(doc["notices"][0]["code"], notice_codes::FINDINGS_TRUNCATED);
+        }
+        let harbor = &documents(&resp)[1];
+        assert_eq!(
+            harbor["vulnerabilities"].as_array().map(Vec::len),
+            Some(kept)
+        );
+    }
+
+    #[test]
+    fn a_plugin_document_too_big_for_the_cap_fails_alone() {
+        use prost::Message as _;
+        let sbom = mime::normalize(mime::SBOM_REPORT);
+        let mut requested = vuln_and_malware();
+        requested.insert(sbom.clone(), BTreeMap::new());
+        let mut scan = outcome(vec![finding("CVE-1", Severity::High, "")], Vec::new());
+        scan.findings.documents.insert(
+            sbom.clone(),
+            Ok(ReportDocument {
+                media_type: "application/spdx+json".into(),
+                content: vec![b' '; 20_000],
+            }),
+        );
+        let resp = build_response_capped(&info(), scan, &requested, SystemTime::now(), 8_000);
+        assert!(resp.encoded_len() <= 8_000, "{}", resp.encoded_len());
+        let by_type: BTreeMap<_, _> = resp.reports.iter().map(|r| (&r.mime_type, r)).collect();
+        assert_eq!(by_type[&sbom].status, pb::ReportStatus::Failed as i32);
+        assert_eq!(
+            by_type[&sbom].error.as_ref().map(|e| e.code),
+            Some(tonic::Code::ResourceExhausted as i32)
+        );
+        // The finding still fits once the document is out: nothing else was cut.
+        let report = resp.report.as_ref().unwrap();
+        assert_eq!(report.vulnerabilities.len(), 1);
+        assert!(report.notices.is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! Merging the results of several images of an index into one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::model::{Platform, ScanFindings};
 
@@ -10,6 +10,9 @@ use crate::model::{Platform, ScanFindings};
 pub(super) fn merge(outcomes: Vec<(ScanFindings, Option<Platform>)>, multi: bool) -> ScanFindings {
     let mut out = ScanFindings::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // Notices already in `out`: a set, so that many notices (a hostile image can make one per
+    // entry) merge in O(n log n), not O(n²).
+    let mut seen_notices = BTreeSet::new();
     for (findings, platform) in outcomes {
         for mut f in findings.findings {
             if multi {
@@ -38,7 +41,7 @@ pub(super) fn merge(outcomes: Vec<(ScanFindings, Option<Platform>)>, multi: bool
             }
         }
         for n in findings.notices {
-            if !out.notices.contains(&n) {
+            if seen_notices.insert(n.clone()) {
                 out.notices.push(n);
             }
         }
@@ -86,5 +89,20 @@ mod tests {
             ]
         );
         assert_eq!(m.notices.len(), 1);
+    }
+
+    #[test]
+    fn notices_are_deduplicated_in_order() {
+        let n = |i: u32| Notice::new("c", format!("n{i}"));
+        let a = ScanFindings {
+            notices: vec![n(2), n(1), n(2)],
+            ..Default::default()
+        };
+        let b = ScanFindings {
+            notices: vec![n(3), n(1)],
+            ..Default::default()
+        };
+        let m = merge(vec![(a, None), (b, None)], true);
+        assert_eq!(m.notices, vec![n(2), n(1), n(3)]);
     }
 }
