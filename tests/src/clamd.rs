@@ -94,16 +94,28 @@ pub fn write_test_signatures(db_dir: &Path) -> std::io::Result<()> {
     )
 }
 
-/// The `clamd.conf` of a test clamd whose files all live in `dir`.
+/// The `clamd.conf` of a test clamd whose files all live in `dir`. Like
+/// `deploy/clamav/clamd.conf` it alerts on exceeded limits and encrypted content
+/// (`AlertExceedsMax yes`, `AlertEncrypted yes`, which `sidescan-clamav` needs), unless
+/// `extra_config` sets those options itself (clamd keeps the first value of an option).
 pub fn config(dir: &Path, port: u16, options: &ClamdOptions) -> String {
     let d = dir.display();
     let mut conf = format!(
         "Foreground yes\nLogFile {d}/clamd.log\nLogTime yes\nPidFile {d}/clamd.pid\n\
          DatabaseDirectory {d}/db\nTemporaryDirectory {d}\nLocalSocket {d}/clamd.sock\n\
          FixStaleSocket yes\nTCPSocket {port}\nTCPAddr 127.0.0.1\nStreamMaxLength {}\n\
-         AlertExceedsMax yes\nSelfCheck 0\n",
+         SelfCheck 0\n",
         options.stream_max_length
     );
+    for key in ["AlertExceedsMax", "AlertEncrypted"] {
+        let overridden = options
+            .extra_config
+            .iter()
+            .any(|line| line.split_whitespace().next() == Some(key));
+        if !overridden {
+            let _ = writeln!(conf, "{key} yes");
+        }
+    }
     let extra = [
         ("MaxFileSize", options.max_file_size.clone()),
         ("MaxScanSize", options.max_scan_size.clone()),

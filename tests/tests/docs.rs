@@ -452,6 +452,7 @@ fn clamd_configuration_is_valid_and_matches_the_adapter() {
     let stream_max = bytes(option(&clamd_conf, "StreamMaxLength"));
     let max_file = bytes(option(&clamd_conf, "MaxFileSize"));
     assert_eq!(option(&clamd_conf, "AlertExceedsMax"), "yes");
+    assert_eq!(option(&clamd_conf, "AlertEncrypted"), "yes");
 
     // Kubernetes: both ConfigMaps carry the files; in every pod clamd shares the adapter's socket
     // and scratch directories at the same paths, and the sizes agree with the adapter's flags.

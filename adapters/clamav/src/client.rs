@@ -210,6 +210,30 @@ impl Clamd {
         verdict
     }
 
+    /// Scans a small in-memory sample with `INSTREAM` without taking a pool slot, every step
+    /// bounded by the ping timeout: for health checks ([`crate::selfcheck`]).
+    pub async fn scan_sample(&self, data: &[u8]) -> Result<Verdict, ClamavError> {
+        let timeout = self.inner.ping_timeout;
+        let addr = &self.inner.addr;
+        let sock = tokio::time::timeout(timeout, protocol::connect(addr))
+            .await
+            .map_err(|_| ClamavError::Timeout {
+                addr: addr.to_string(),
+                what: "accept the connection",
+                after: timeout,
+            })??;
+        let (tx, rx) = mpsc::channel(2);
+        let feed = async move {
+            for chunk in data.chunks(CHUNK_SIZE) {
+                if tx.send(chunk.to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let (verdict, ()) = tokio::join!(protocol::instream(addr, sock, rx, timeout), feed);
+        verdict
+    }
+
     /// `SCAN /path`: clamd reads the file itself, so it must share this filesystem and be
     /// allowed to read the file. The caller holds a pool slot. The whole exchange is bounded by
     /// the file timeout.

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 /// Everything that can go wrong talking to clamd or feeding it content.
 ///
-/// Per-file verdicts that are not errors of the scan (a signature found, a file too large, a
-/// clamd `... ERROR` about one file) are not here: they become findings and notices.
+/// Per-file verdicts that only depend on the content and the configuration (a signature found,
+/// a file over a size or recursion limit, encrypted content) are not here: they become findings
+/// and notices. Per-file verdicts that may differ on the next try are ([`ClamavError::FileError`],
+/// [`ClamavError::StreamLimit`]), so that no cached result carries them.
 #[derive(Debug, thiserror::Error)]
 pub enum ClamavError {
     /// clamd could not be reached.
@@ -49,6 +51,28 @@ pub enum ClamavError {
         /// The reply, truncated.
         reply: String,
     },
+    /// clamd could not finish one file for a reason that may be gone next time: its `... ERROR`
+    /// reply (out of memory, temporary files, unreadable input) or its `MaxScanTime` limit.
+    #[error("clamd could not scan {path}: {message} (nothing was cached; retry the scan)")]
+    FileError {
+        /// Path of the file inside the image.
+        path: String,
+        /// clamd's message.
+        message: String,
+    },
+    /// clamd refused a stream as longer than its `StreamMaxLength`, which is below
+    /// `--stream-max-length`: the two are misconfigured.
+    #[error(
+        "clamd refused {path} ({size} bytes) as longer than its StreamMaxLength, which is below --stream-max-length ({limit} bytes): set clamd's StreamMaxLength to --stream-max-length"
+    )]
+    StreamLimit {
+        /// Path of the file inside the image.
+        path: String,
+        /// Size of the file.
+        size: u64,
+        /// `--stream-max-length`.
+        limit: u64,
+    },
     /// Reading a file's content from the layer or blob failed.
     #[error("reading {path}: {source}")]
     Read {
@@ -78,8 +102,9 @@ pub enum ClamavError {
 
 impl From<ClamavError> for sidescan_sdk::Error {
     /// The one mapping from clamd trouble to `sidescan.v1` status codes: an unreachable, dead or
-    /// hanging clamd is UNAVAILABLE, something that does not speak clamd's protocol is
-    /// FAILED_PRECONDITION (misconfigured engine), a cancelled scan is DEADLINE_EXCEEDED, a full
+    /// hanging clamd, or a clamd that could not finish one file this time, is UNAVAILABLE;
+    /// something that does not speak clamd's protocol, or a clamd whose `StreamMaxLength` is
+    /// below ours, is FAILED_PRECONDITION (misconfigured engine); a cancelled scan is DEADLINE_EXCEEDED, a full
     /// scratch disk is RESOURCE_EXHAUSTED, and errors of the layer stream keep their own code.
     fn from(err: ClamavError) -> Self {
         use sidescan_sdk::Error as E;
@@ -88,8 +113,11 @@ impl From<ClamavError> for sidescan_sdk::Error {
             ClamavError::Connect { .. }
             | ClamavError::Connection { .. }
             | ClamavError::NoReply { .. }
-            | ClamavError::Timeout { .. } => E::Unavailable(msg),
-            ClamavError::Protocol { .. } => E::FailedPrecondition(msg),
+            | ClamavError::Timeout { .. }
+            | ClamavError::FileError { .. } => E::Unavailable(msg),
+            ClamavError::Protocol { .. } | ClamavError::StreamLimit { .. } => {
+                E::FailedPrecondition(msg)
+            }
             ClamavError::Read { source, .. } => {
                 // The SDK's entry readers wrap its own errors (digest mismatch, limits) in
                 // io::Error: keep their status code.
@@ -155,6 +183,21 @@ mod tests {
                 ClamavError::Protocol {
                     addr: addr(),
                     reply: "HTTP/1.1".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                ClamavError::FileError {
+                    path: "/f".into(),
+                    message: "Can't allocate memory".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                ClamavError::StreamLimit {
+                    path: "/f".into(),
+                    size: 3,
+                    limit: 2,
                 },
                 Code::FailedPrecondition,
             ),

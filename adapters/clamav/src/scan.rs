@@ -13,8 +13,13 @@
 //!
 //! A file larger than clamd's `StreamMaxLength` is written to the scan's scratch directory and
 //! scanned with `SCAN /path` when clamd is local; otherwise it gets a `file-too-large` notice.
-//! Nothing that was not scanned passes as clean: limits, size refusals and clamd's own per-file
-//! errors all become [`Notice`]s.
+//! Nothing that was not scanned passes as clean. What depends only on the content and the
+//! configuration (a size or recursion limit, encrypted content) becomes a [`Notice`], which the
+//! SDK may cache with the layer's result. What may come out differently next time fails the
+//! batch instead, so that no cached result ever carries it and the caller can retry: a clamd
+//! `... ERROR` about one file (out of memory, temporary files, unreadable input) and clamd's
+//! `MaxScanTime` limit (load-dependent) are UNAVAILABLE; an `INSTREAM size limit exceeded` reply
+//! (clamd's `StreamMaxLength` is below `--stream-max-length`) is FAILED_PRECONDITION.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +33,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{CHUNK_SIZE, Clamd};
 use crate::error::ClamavError;
-use crate::protocol::{LIMITS_EXCEEDED_PREFIX, Verdict};
+use crate::reply::{LIMITS_EXCEEDED_PREFIX, Verdict};
+
+/// Notice code of a file clamd could not look into because it is encrypted
+/// (`Heuristics.Encrypted.*`, clamd with `AlertEncrypted yes`).
+pub const ENCRYPTED_NOTICE: &str = "encrypted";
 
 /// Chunks queued per in-flight file, beyond the one being written.
 pub const CHANNEL_DEPTH: usize = 2;
@@ -249,13 +258,14 @@ impl FileScans {
     fn reap_finished(&mut self) -> Result<(), ClamavError> {
         while let Some(joined) = self.tasks.try_join_next() {
             let result = joined.map_err(|e| ClamavError::Internal(format!("scan task: {e}")))??;
-            self.record(result);
+            self.record(result)?;
         }
         Ok(())
     }
 
     /// Waits for every file's verdict and returns the findings and notices. The first clamd
-    /// failure fails the batch (the other scans are aborted).
+    /// failure, or per-file verdict that may be transient (see the module doc), fails the batch
+    /// (the other scans are aborted).
     pub async fn finish(mut self) -> Result<ScanFindings, ClamavError> {
         loop {
             let next = tokio::select! {
@@ -265,7 +275,7 @@ impl FileScans {
             };
             let Some(joined) = next else { break };
             let result = joined.map_err(|e| ClamavError::Internal(format!("scan task: {e}")))??;
-            self.record(result);
+            self.record(result)?;
         }
         Ok(self.out)
     }
@@ -276,7 +286,8 @@ impl FileScans {
         notice
     }
 
-    fn record(&mut self, result: FileResult) {
+    /// Turns one verdict into findings or notices; fails on a verdict that must not be cached.
+    fn record(&mut self, result: FileResult) -> Result<(), ClamavError> {
         let FileResult {
             path,
             size,
@@ -308,6 +319,13 @@ impl FileScans {
                     self.out.findings.push(finding);
                 }
             }
+            Verdict::LimitExceeded(signature) if signature.ends_with(".MaxScanTime") => {
+                // How long a scan takes depends on clamd's load: the next try may finish.
+                return Err(ClamavError::FileError {
+                    path,
+                    message: format!("scan stopped at clamd's MaxScanTime limit ({signature})"),
+                });
+            }
             Verdict::LimitExceeded(signature) => {
                 let size_limit =
                     signature.ends_with(".MaxFileSize") || signature.ends_with(".MaxScanSize");
@@ -326,26 +344,30 @@ impl FileScans {
                 );
                 self.out.notices.push(n);
             }
-            Verdict::StreamTooLong => {
+            Verdict::Encrypted(signature) => {
                 let n = self.notice(
-                    notice_codes::FILE_TOO_LARGE,
-                    format!(
-                        "not scanned: larger than clamd's StreamMaxLength (INSTREAM size limit exceeded); --stream-max-length is {} bytes and should equal clamd's StreamMaxLength",
-                        self.policy.stream_max_length
-                    ),
+                    ENCRYPTED_NOTICE,
+                    format!("not scanned: encrypted, clamd cannot look inside ({signature})"),
                     &path,
                 );
                 self.out.notices.push(n);
+            }
+            Verdict::StreamTooLong => {
+                // clamd's StreamMaxLength is below ours: a configuration error, fixed without
+                // any change of the engine version, so never cached as a notice.
+                return Err(ClamavError::StreamLimit {
+                    path,
+                    size,
+                    limit: self.policy.stream_max_length,
+                });
             }
             Verdict::Error(message) => {
-                let n = self.notice(
-                    notice_codes::SCAN_ERROR,
-                    format!("not scanned: clamd error: {message}"),
-                    &path,
-                );
-                self.out.notices.push(n);
+                // clamd's per-file errors are about its environment (memory, temporary files,
+                // reading the input), not about the content: the next try may succeed.
+                return Err(ClamavError::FileError { path, message });
             }
         }
+        Ok(())
     }
 }
 

@@ -151,12 +151,31 @@ impl ClamavConfig {
         self.clamd_local
             .unwrap_or(matches!(self.clamd, ClamdAddr::Unix(_)))
     }
+
+    /// The flags that change what a layer's result says, as one string (e.g.
+    /// `severity=critical;stream-max-length=104857600;clamd-max-file-size=104857600;local=true`);
+    /// its hash is part of [`Scanner::engine_version`], so a result made under one policy is
+    /// never served under another. Flags that only change how content reaches clamd (fd passing,
+    /// connections, timeouts) or what is accepted (artifact types) are not in it.
+    pub fn verdict_policy(&self) -> String {
+        format!(
+            "severity={};stream-max-length={};clamd-max-file-size={};local={}",
+            self.malware_severity,
+            self.stream_max_length.as_u64(),
+            self.clamd_max_file_size.as_u64(),
+            self.local()
+        )
+    }
 }
 
 #[derive(Debug, Default)]
 struct EngineState {
     /// Last PING outcome (`None` before the first).
     up: Option<bool>,
+    /// Whether clamd passed the limits self-check ([`crate::selfcheck`]) since it last came up.
+    limits_alert: bool,
+    /// The last self-check failure logged (each new reason is logged once).
+    self_check_error: Option<String>,
     /// Last VERSION and when it was read.
     version: Option<(VersionInfo, Instant)>,
     /// Fingerprint of the database directory at the last refresh.
@@ -173,6 +192,8 @@ pub struct ClamavScanner {
     clamd: Clamd,
     policy: Arc<ScanPolicy>,
     config: ClamavConfig,
+    /// Short hash of [`ClamavConfig::verdict_policy`], part of the engine version.
+    policy_hash: String,
     state: Mutex<EngineState>,
 }
 
@@ -192,10 +213,12 @@ impl ClamavScanner {
             local_scan: config.local(),
             severity: config.malware_severity,
         });
+        let policy_hash = hex::encode(&Sha256::digest(config.verdict_policy().as_bytes())[..4]);
         Self {
             clamd,
             policy,
             config,
+            policy_hash,
             state: Mutex::new(EngineState::default()),
         }
     }
@@ -286,6 +309,30 @@ impl ClamavScanner {
     }
 }
 
+impl ClamavScanner {
+    /// Runs the limits self-check ([`crate::selfcheck`]) and records its outcome; logs each new
+    /// failure reason once.
+    async fn self_check(&self) -> Result<(), String> {
+        let outcome = crate::selfcheck::check_limits_alert(&self.clamd).await;
+        let mut state = self.state();
+        match &outcome {
+            Ok(()) => {
+                state.limits_alert = true;
+                if state.self_check_error.take().is_some() {
+                    tracing::info!("clamd self-check passed: it alerts on exceeded limits");
+                }
+            }
+            Err(reason) => {
+                if state.self_check_error.as_ref() != Some(reason) {
+                    tracing::error!(clamd = %self.clamd.addr(), %reason, "clamd self-check failed: not serving");
+                    state.self_check_error = Some(reason.clone());
+                }
+            }
+        }
+        outcome
+    }
+}
+
 /// Names, sizes and modification times of the files of a database directory, hashed.
 fn db_fingerprint(dir: &std::path::Path) -> Option<String> {
     let mut files: Vec<(String, u64, u128)> = std::fs::read_dir(dir)
@@ -369,8 +416,10 @@ impl Scanner for ClamavScanner {
                     tracing::warn!(error = %e, "clamd is not answering");
                 }
                 state.up = Some(false);
-                // clamd may come back with other signatures: re-read VERSION then.
+                // clamd may come back with other signatures and another configuration: re-read
+                // VERSION and re-run the self-check then.
                 state.version = None;
+                state.limits_alert = false;
                 Readiness::NotReady(format!("clamd not answering PING: {e}"))
             }
             Ok(()) => {
@@ -383,6 +432,11 @@ impl Scanner for ClamavScanner {
                 if recovered {
                     tracing::info!(clamd = %self.clamd.addr(), "clamd answers PING");
                 }
+                if !self.state().limits_alert
+                    && let Err(reason) = self.self_check().await
+                {
+                    return Readiness::NotReady(reason);
+                }
                 // Best effort: engine_version re-reads it on demand anyway.
                 let _ = self.current_version(recovered).await;
                 self.refresh_db_fingerprint().await;
@@ -394,6 +448,8 @@ impl Scanner for ClamavScanner {
     async fn engine_version(&self) -> Result<String, Error> {
         let version = self.current_version(false).await?;
         let mut key = version.key();
+        key.push_str("+policy.");
+        key.push_str(&self.policy_hash);
         let known = self.state().db_fingerprint.clone();
         let fingerprint = match known {
             Some(f) => Some(f),

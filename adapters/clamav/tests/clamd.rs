@@ -102,19 +102,24 @@ async fn stream_over_stream_max_length_is_too_large_not_ok() {
         .expect("clamd's size-limit reply is read, not lost to a broken pipe");
     assert_eq!(verdict, Verdict::StreamTooLong);
 
-    // Through FileScans with a --stream-max-length above clamd's real limit: a notice.
+    // Through FileScans with a --stream-max-length above clamd's real limit: a misconfigured
+    // engine (FAILED_PRECONDITION), not a notice a cached result would keep after the fix.
     let scratch = tempfile::tempdir().expect("scratch");
     let ctx = ScanContext::new("t", scratch.path());
     let mut scans = FileScans::new(client(&clamd.tcp_addr()), policy(100 << 20, false), &ctx);
-    scans
-        .submit("/big.bin", big.len() as u64, &big[..])
-        .await
-        .expect("submit");
-    let out = scans.finish().await.expect("finish");
-    assert!(out.findings.is_empty(), "{out:?}");
-    assert_eq!(out.notices.len(), 1, "{out:?}");
-    assert_eq!(out.notices[0].code, notice_codes::FILE_TOO_LARGE);
-    assert_eq!(out.notices[0].path, "/big.bin");
+    let result = async {
+        scans.submit("/big.bin", big.len() as u64, &big[..]).await?;
+        scans.finish().await
+    }
+    .await;
+    let err = result.expect_err("clamd refused the stream");
+    let text = err.to_string();
+    assert!(matches!(err, ClamavError::StreamLimit { .. }), "{err:?}");
+    assert!(
+        text.contains("/big.bin") && text.contains("StreamMaxLength"),
+        "{text}"
+    );
+    assert_eq!(code(err), "FailedPrecondition");
 }
 
 #[tokio::test]
@@ -411,7 +416,8 @@ async fn readiness_follows_clamd_and_engine_version_comes_back() {
     let scanner = ClamavScanner::new(config);
     assert_eq!(scanner.readiness().await, Readiness::Ready);
     let v1 = scanner.engine_version().await.expect("engine version");
-    assert!(v1.starts_with("1.4.6+db."), "{v1}");
+    assert!(v1.starts_with("1.4.6+policy."), "{v1}");
+    assert!(v1.contains("+db."), "{v1}");
     let props = scanner.properties().await;
     assert_eq!(
         props.get("clamav.version").map(String::as_str),
@@ -439,7 +445,10 @@ async fn readiness_follows_clamd_and_engine_version_comes_back() {
     clamd.restart();
     assert_eq!(scanner.readiness().await, Readiness::Ready);
     let v2 = scanner.engine_version().await.expect("engine version");
-    assert!(v2.starts_with("1.4.6+db."), "{v2}");
+    assert!(
+        v2.starts_with("1.4.6+policy.") && v2.contains("+db."),
+        "{v2}"
+    );
     assert_ne!(v1, v2, "new signatures, same engine version");
 }
 

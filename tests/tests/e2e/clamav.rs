@@ -286,12 +286,14 @@ async fn a_multi_arch_index_without_platform_names_the_infected_platform() {
 }
 
 /// Lines clamd logged for scanned files, streamed (`instream(...)`) or passed as descriptors
-/// (`/memfd:...`); with `LogClean yes` clean ones too.
+/// (`/memfd:...`); with `LogClean yes` clean ones too. Not the adapter's self-check, which clamd
+/// logs as a `Heuristics.Limits.Exceeded.MaxRecursion` alert on a stream.
 fn instream_count(clamd: &ClamdProcess) -> usize {
     clamd
         .log()
         .lines()
         .filter(|l| l.contains("instream(") || l.contains("/memfd:"))
+        .filter(|l| !l.contains("Heuristics.Limits.Exceeded.MaxRecursion"))
         .count()
 }
 
@@ -474,15 +476,18 @@ async fn clamd_killed_mid_scan_is_unavailable_and_the_next_scan_after_restart_su
     );
 }
 
-/// A fake clamd on 127.0.0.1 that answers `PING` and `VERSION` (so the plugin is ready) but
-/// never answers a scan: it reads `INSTREAM` data forever.
+/// A fake clamd on 127.0.0.1 that answers `PING`, `VERSION` and the adapter's self-check (the
+/// first `INSTREAM`, with the limits alert; so the plugin is ready) but never answers a scan: it
+/// reads `INSTREAM` data forever.
 async fn hanging_clamd() -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let port = listener.local_addr().expect("local addr").port();
+    let self_checked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let task = tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            let self_checked = self_checked.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 << 10];
                 let mut seen = Vec::new();
@@ -500,6 +505,13 @@ async fn hanging_clamd() -> (u16, tokio::task::JoinHandle<()>) {
                         b"PONG\0"
                     } else if seen.starts_with(b"zVERSION\0") {
                         b"ClamAV 1.4.6\0"
+                    } else if seen.starts_with(b"zINSTREAM\0")
+                        && !self_checked.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        // Answer, then keep reading until the plugin hangs up (no reset).
+                        let alert = b"stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND\0";
+                        let _ = sock.write_all(alert).await;
+                        continue;
                     } else {
                         continue; // INSTREAM (or anything else): swallow, never answer
                     };
