@@ -87,8 +87,16 @@ impl ClientPool {
                 client
             }
         };
+        let source = Sha256::new()
+            .chain_update(target.image.registry.as_bytes())
+            .chain_update([0])
+            .chain_update(target.image.repository.as_bytes())
+            .chain_update([0, u8::from(target.plain_http)])
+            .chain_update(creds.key)
+            .finalize();
         Session {
             client,
+            source: hex::encode(source),
             auth: creds.auth.clone(),
             anonymous: creds.is_anonymous(),
             image: target.image.clone(),
@@ -101,6 +109,9 @@ impl ClientPool {
 #[derive(Clone)]
 pub(crate) struct Session {
     client: oci_client::Client,
+    /// Hash of registry, repository, protocol and credential set: requests with the same source
+    /// behave the same, so only they share a blob download (see the blob cache).
+    source: String,
     auth: RegistryAuth,
     anonymous: bool,
     image: ImageRef,
@@ -108,6 +119,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The blob cache's single-flight source key of this session.
+    pub fn source_key(&self) -> &str {
+        &self.source
+    }
+
     /// `host/repo`, for messages.
     pub fn repo_name(&self) -> String {
         format!("{}/{}", self.image.registry, self.image.repository)
@@ -177,9 +193,16 @@ impl Session {
     ) -> Result<(), Error> {
         let oci_ref = self.reference_for(digest);
         let what = format!("blob {digest} of {}", self.repo_name());
-        let file = std::fs::File::create(dest).map_err(|e| {
-            Error::resource_exhausted(format!("cannot create {}: {e}", dest.display()))
-        })?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dest)
+        }
+        .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", dest.display())))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
         let mut received: u64 = 0;
