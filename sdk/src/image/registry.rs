@@ -87,16 +87,14 @@ impl ClientPool {
                 client
             }
         };
-        let source = Sha256::new()
-            .chain_update(target.image.registry.as_bytes())
-            .chain_update([0])
-            .chain_update(target.image.repository.as_bytes())
-            .chain_update([0, u8::from(target.plain_http)])
-            .chain_update(creds.key)
-            .finalize();
+        let source = format!(
+            "{}://{}",
+            if target.plain_http { "http" } else { "https" },
+            target.image.registry
+        );
         Ok(Session {
             client,
-            source: hex::encode(source),
+            source,
             anonymous: creds.is_anonymous(),
             image: target.image.clone(),
             metrics: self.metrics.clone(),
@@ -108,8 +106,8 @@ impl ClientPool {
 #[derive(Clone)]
 pub(crate) struct Session {
     client: Arc<Transport>,
-    /// Hash of registry, repository, protocol and credential set: requests with the same source
-    /// behave the same, so only they share a blob download (see the blob cache).
+    /// `scheme://registry`: only requests to the same registry share a blob download (see the
+    /// blob cache), so a stalling registry stalls nobody else.
     source: String,
     anonymous: bool,
     image: ImageRef,

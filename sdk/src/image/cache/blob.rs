@@ -17,12 +17,14 @@
 //!   no new scan gets it, the next download atomically replaces the file with a verified copy of
 //!   the same digest and size, and the file is deleted when the last pin goes if nobody did.
 //! - **One download per source and blob at a time.** Single-flight is keyed by (source, digest,
-//!   size), where the source names the registry, repository and credential set of the request:
-//!   concurrent identical requests wait for one download and share the file, but a slow or
-//!   stalling registry (or a proxy-cache repository, or a throttled credential set) only stalls
-//!   requests that would have gone to that same source anyway. A request from a different source
-//!   downloads on its own; whichever finishes first inserts the entry, the other keeps its
-//!   verified-identical file out and pins the inserted one.
+//!   size), where the source is the registry (scheme and host) of the request: concurrent scans
+//!   of one registry wait for one download and share the file (across repositories and
+//!   credentials, as a registry shares blobs), but a slow or stalling registry only stalls
+//!   requests that would have gone to it anyway, never a scan of another registry. (A time box
+//!   on waiters was the alternative; it either duplicates large honest downloads or still
+//!   stalls every other scan for its length.) A request from another source downloads on its
+//!   own; whichever finishes first inserts the entry, the other drops its verified-identical
+//!   file and pins the inserted one; waiters of a stalled source see that insertion and use it.
 //! - **Size cap with LRU eviction.** Every use advances an in-memory clock; past
 //!   `cache_max_bytes` the least recently used unpinned blobs are deleted, so a single image
 //!   larger than the cap still scans.
@@ -301,7 +303,7 @@ impl BlobCache {
 
     /// Returns the cached blob `digest` (validated `sha256:`) of `size` bytes, downloading it with
     /// `fetch` into a temp path (created empty, mode 0600) when it is absent. Concurrent callers
-    /// with the same `source` (registry, repository and credential set) share one download;
+    /// with the same `source` (the registry) share one download;
     /// other sources do not wait for it (see the module docs). A fetched file whose length is not
     /// `size` is DATA_LOSS and never enters the cache. The boolean is true when this call
     /// downloaded it.

@@ -4,7 +4,7 @@ use super::*;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// One source (registry, repository, credential set) for tests that need no other.
+/// One source (registry) for tests that need no other.
 const SRC: &str = "registry-a";
 
 fn digest_of(data: &[u8]) -> String {
