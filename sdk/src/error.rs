@@ -19,7 +19,8 @@ pub enum Error {
     /// The registry refused the credentials, or needs some and none were given.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
-    /// The credentials are valid but may not pull this artifact.
+    /// The credentials are valid but may not pull this artifact; or the registry, a redirect it
+    /// sends or the token realm it names is outside the plugin's allowed registries.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     /// Registry unreachable or failing; scanner engine not ready.

@@ -1,7 +1,8 @@
 //! A fault-injecting fake registry: the OCI distribution *read* API served from memory
 //! on 127.0.0.1:0, with switches for what a real registry will not do (wrong bytes,
-//! truncated bodies, 5xx N times, stalls, slow dribbles, 401/403/404) and per-path
-//! request counters (to assert "one download per blob" and retries). Stops on drop.
+//! truncated bodies, 5xx N times, stalls, slow dribbles, 401/403/404, endless bodies,
+//! redirects, token challenges) and per-path request counters (to assert "one download per
+//! blob" and retries). Stops on drop.
 //!
 //! Served: `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag-or-digest>`,
 //! `GET|HEAD /v2/<name>/blobs/<digest>` (with `Range: bytes=N-[M]`), and
@@ -67,6 +68,33 @@ pub enum Fault {
         /// Bytes sent before stalling.
         after: usize,
     },
+    /// Answer `status` with `bytes` filler bytes, generated while sent (never held in memory;
+    /// [`FakeRegistry::flood_bytes_sent`] counts them), announcing `Content-Length` only when
+    /// `announce` (else chunked): a 10 GB manifest, error body or token response.
+    Flood {
+        /// Status code.
+        status: u16,
+        /// Body length.
+        bytes: u64,
+        /// Send `Content-Length`.
+        announce: bool,
+    },
+    /// Answer `status` (a 3xx) with `Location: location`.
+    Redirect {
+        /// Status code, e.g. 307.
+        status: u16,
+        /// Where to.
+        location: String,
+    },
+    /// Answer 401 with this `WWW-Authenticate` value (e.g. `Bearer realm="http://.../token"`).
+    Challenge(String),
+    /// Answer `status` with exactly this body (e.g. an OCI error envelope with planted text).
+    Respond {
+        /// Status code.
+        status: u16,
+        /// Body.
+        body: Bytes,
+    },
     /// Send the body `chunk` bytes at a time with `interval` between chunks.
     Dribble {
         /// Bytes per chunk.
@@ -108,6 +136,7 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<RequestRecord>>,
     required_auth: Mutex<Option<String>>,
+    flood_sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The fault-injecting fake registry. Cheap to start (no process); stops on drop.
@@ -290,6 +319,14 @@ impl FakeRegistry {
         self.state.log.lock().expect("lock").len()
     }
 
+    /// Filler bytes [`Fault::Flood`] bodies produced so far (at most what the client read plus
+    /// socket buffers).
+    pub fn flood_bytes_sent(&self) -> u64 {
+        self.state
+            .flood_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets the request log (faults stay).
     pub fn reset_counters(&self) {
         self.state.log.lock().expect("lock").clear();
@@ -456,6 +493,57 @@ fn stream_body(chunks: Vec<Bytes>, interval: Duration, then: StreamEnd) -> Body 
     StreamBody::new(stream).boxed()
 }
 
+/// The responses of faults that replace the whole answer.
+fn special_response(state: &State, fault: Option<&Fault>) -> Option<Response<Body>> {
+    let response = match fault? {
+        Fault::Flood {
+            status,
+            bytes,
+            announce,
+        } => {
+            static FILL: [u8; 64 << 10] = [b'x'; 64 << 10];
+            let sent = state.flood_sent.clone();
+            let stream = futures::stream::unfold(*bytes, move |left| {
+                let sent = sent.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let n = left.min(FILL.len() as u64);
+                    sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    let chunk = Bytes::from_static(&FILL[..n as usize]);
+                    Some((Ok::<_, std::io::Error>(Frame::data(chunk)), left - n))
+                }
+            });
+            let mut b = Response::builder()
+                .status(*status)
+                .header("content-type", "application/json");
+            if *announce {
+                b = b.header("content-length", *bytes);
+            }
+            b.body(StreamBody::new(stream).boxed())
+        }
+        Fault::Redirect { status, location } => Response::builder()
+            .status(*status)
+            .header("location", location.as_str())
+            .body(full(Bytes::new())),
+        Fault::Challenge(challenge) => {
+            let p = oci_error(401, "UNAUTHORIZED", "authentication required");
+            Response::builder()
+                .status(401)
+                .header("content-type", "application/json")
+                .header("www-authenticate", challenge.as_str())
+                .body(full(p.body))
+        }
+        Fault::Respond { status, body } => Response::builder()
+            .status(*status)
+            .header("content-type", "application/json")
+            .body(full(body.clone())),
+        _ => return None,
+    };
+    Some(response.expect("response"))
+}
+
 #[derive(Clone, Copy)]
 enum StreamEnd {
     Finish,
@@ -481,6 +569,9 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
         authorization: authorization.clone(),
     });
     let fault = take_fault(&state, &path);
+    if let Some(response) = special_response(&state, fault.as_ref()) {
+        return response;
+    }
     let required = state.required_auth.lock().expect("lock").clone();
     let mut p = match (&fault, required) {
         (Some(Fault::Stall), _) => {

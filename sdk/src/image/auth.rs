@@ -1,7 +1,8 @@
 //! Registry credentials from an HTTP `Authorization` value (`Registry.authorization`).
 //!
 //! The value is a secret: it is never logged, never part of an error message, and only its
-//! SHA-256 is kept as a key to pick the `oci_client::Client` of this credential set.
+//! SHA-256 is kept as a key to pick the registry transport (and its token cache) of this
+//! credential set.
 
 use std::fmt;
 

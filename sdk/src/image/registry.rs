@@ -1,6 +1,10 @@
-//! Talking to a registry through `oci-client`: one client per (registry, protocol, credential
-//! set), bounded retries with backoff for idempotent GETs, error mapping to status codes, and
-//! verified streaming blob downloads.
+//! Talking to a registry: one [`transport::Transport`] per (registry, protocol, credential set),
+//! bounded retries with backoff for idempotent GETs, error mapping to status codes (oci-client's
+//! error type is the vocabulary), capped manifest reads and verified streaming blob downloads.
+//! Registry bodies are never quoted in errors: messages name the registry, the status and the
+//! OCI error codes only.
+
+mod transport;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -9,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +22,7 @@ use super::manifest;
 use super::reference::{ImageRef, Target, digest_hex};
 use crate::error::Error;
 use crate::metrics::{Metrics, Pulled};
+use transport::{Failure, Transport};
 
 /// Attempts per idempotent request (first try included).
 const ATTEMPTS: u32 = 4;
@@ -30,12 +33,12 @@ const MAX_CLIENTS: usize = 64;
 
 type ClientKey = (String, bool, [u8; 32]);
 
-/// `oci_client::Client`s keyed by registry, protocol and a hash of the credentials. oci-client
-/// keeps the first credentials it sees for a registry for the client's whole life, so credential
-/// sets never share a client.
+/// [`Transport`]s keyed by registry, protocol and a hash of the credentials (a transport caches
+/// tokens for its credentials, so credential sets never share one).
 pub(crate) struct ClientPool {
-    clients: Mutex<HashMap<ClientKey, (oci_client::Client, Instant)>>,
+    clients: Mutex<HashMap<ClientKey, (Arc<Transport>, Instant)>>,
     metrics: Arc<Metrics>,
+    allowed: Arc<[String]>,
 }
 
 impl std::fmt::Debug for ClientPool {
@@ -45,16 +48,18 @@ impl std::fmt::Debug for ClientPool {
 }
 
 impl ClientPool {
-    /// An empty pool whose sessions count the bytes they pull in `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// An empty pool whose sessions count the bytes they pull in `metrics` and follow redirects
+    /// and token realms only to `allowed` hosts (normalised; empty: any).
+    pub fn new(metrics: Arc<Metrics>, allowed: Vec<String>) -> Self {
         Self {
             clients: Mutex::default(),
             metrics,
+            allowed: allowed.into(),
         }
     }
 
-    /// The client for this target and credential set.
-    pub fn session(&self, target: &Target, creds: &Credentials) -> Session {
+    /// The session for this target and credential set.
+    pub fn session(&self, target: &Target, creds: &Credentials) -> Result<Session, Error> {
         let key = (target.image.registry.clone(), target.plain_http, creds.key);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let client = match clients.get_mut(&key) {
@@ -71,62 +76,53 @@ impl ClientPool {
                 {
                     clients.remove(&oldest);
                 }
-                let protocol = if target.plain_http {
-                    ClientProtocol::HttpsExcept(vec![target.image.registry.clone()])
-                } else {
-                    ClientProtocol::Https
-                };
-                let client = oci_client::Client::new(ClientConfig {
-                    protocol,
-                    connect_timeout: Some(Duration::from_secs(15)),
-                    read_timeout: Some(Duration::from_secs(60)),
-                    user_agent: concat!("sidescan-sdk/", env!("CARGO_PKG_VERSION")),
-                    ..Default::default()
-                });
+                let client = Arc::new(Transport::new(
+                    &target.image.registry,
+                    target.plain_http,
+                    creds.auth.clone(),
+                    self.allowed.clone(),
+                    concat!("sidescan-sdk/", env!("CARGO_PKG_VERSION")),
+                )?);
                 clients.insert(key, (client.clone(), Instant::now()));
                 client
             }
         };
-        Session {
+        let source = format!(
+            "{}://{}",
+            if target.plain_http { "http" } else { "https" },
+            target.image.registry
+        );
+        Ok(Session {
             client,
-            auth: creds.auth.clone(),
+            source,
             anonymous: creds.is_anonymous(),
             image: target.image.clone(),
             metrics: self.metrics.clone(),
-        }
+        })
     }
 }
 
 /// One scan's view of a registry: client, credentials, repository.
 #[derive(Clone)]
 pub(crate) struct Session {
-    client: oci_client::Client,
-    auth: RegistryAuth,
+    client: Arc<Transport>,
+    /// `scheme://registry`: only requests to the same registry share a blob download (see the
+    /// blob cache), so a stalling registry stalls nobody else.
+    source: String,
     anonymous: bool,
     image: ImageRef,
     metrics: Arc<Metrics>,
 }
 
 impl Session {
+    /// The blob cache's single-flight source key of this session.
+    pub fn source_key(&self) -> &str {
+        &self.source
+    }
+
     /// `host/repo`, for messages.
     pub fn repo_name(&self) -> String {
         format!("{}/{}", self.image.registry, self.image.repository)
-    }
-
-    fn reference_for(&self, reference: &str) -> oci_client::Reference {
-        if reference.starts_with("sha256:") {
-            oci_client::Reference::with_digest(
-                self.image.registry.clone(),
-                self.image.repository.clone(),
-                reference.to_string(),
-            )
-        } else {
-            oci_client::Reference::with_tag(
-                self.image.registry.clone(),
-                self.image.repository.clone(),
-                reference.to_string(),
-            )
-        }
     }
 
     /// Pulls a manifest or index by tag or digest, verifying its digest (when pulled by digest)
@@ -137,28 +133,31 @@ impl Session {
         max_bytes: u64,
         cancel: &CancellationToken,
     ) -> Result<(Vec<u8>, String), Error> {
-        let oci_ref = self.reference_for(reference);
         let what = format!("manifest {reference} of {}", self.repo_name());
-        let body = retry(cancel, &what, || async {
+        let (body, header) = retry(cancel, &what, || async {
             self.client
-                .pull_manifest_raw(&oci_ref, &self.auth, manifest::ACCEPTED)
+                .manifest(
+                    &self.image.repository,
+                    reference,
+                    manifest::ACCEPTED,
+                    max_bytes,
+                )
                 .await
-                .map(|(body, _)| body)
-                .map_err(|e| self.map_error(e, &what))
+                .map_err(|f| self.fail(f, &what).0)
         })
         .await?;
         self.metrics.pulled(Pulled::Manifest, body.len() as u64);
-        // oci-client buffers the body before we see it; the limit is checked right after.
-        if max_bytes > 0 && body.len() as u64 > max_bytes {
-            return Err(Error::resource_exhausted(format!(
-                "{what} is {} bytes, over the limit of {max_bytes}",
-                body.len()
-            )));
-        }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         if reference.starts_with("sha256:") && digest != reference {
             return Err(Error::data_loss(format!(
                 "{what}: content hash {digest} does not match"
+            )));
+        }
+        if let Some(h) = header.filter(|h| h.starts_with("sha256:"))
+            && h != digest
+        {
+            return Err(Error::data_loss(format!(
+                "{what}: content hash {digest} does not match its Docker-Content-Digest"
             )));
         }
         Ok((body.to_vec(), digest))
@@ -175,11 +174,17 @@ impl Session {
         cancel: &CancellationToken,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), Error> {
-        let oci_ref = self.reference_for(digest);
         let what = format!("blob {digest} of {}", self.repo_name());
-        let file = std::fs::File::create(dest).map_err(|e| {
-            Error::resource_exhausted(format!("cannot create {}: {e}", dest.display()))
-        })?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dest)
+        }
+        .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", dest.display())))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
         let mut received: u64 = 0;
@@ -187,16 +192,7 @@ impl Session {
         let outcome: Result<(), Error> = loop {
             attempt += 1;
             let result = self
-                .stream_once(
-                    &oci_ref,
-                    digest,
-                    size,
-                    &mut received,
-                    &tx,
-                    cancel,
-                    progress,
-                    &what,
-                )
+                .stream_once(digest, size, &mut received, &tx, cancel, progress, &what)
                 .await;
             match result {
                 Ok(()) => break Ok(()),
@@ -235,7 +231,6 @@ impl Session {
     #[allow(clippy::too_many_arguments)]
     async fn stream_once(
         &self,
-        oci_ref: &oci_client::Reference,
         digest: &str,
         size: u64,
         received: &mut u64,
@@ -244,27 +239,19 @@ impl Session {
         progress: &(dyn Fn(u64) + Send + Sync),
         what: &str,
     ) -> Result<(), (Error, bool)> {
-        // Always ask for a range: a 206 answer is not re-hashed by oci-client (we hash it
-        // ourselves), and after an error the download resumes where it stopped.
+        // Always ask for a range: after an error the download resumes where it stopped.
         let response = tokio::select! {
-            r = self.client.pull_blob_stream_partial(oci_ref, digest, *received, None) => r,
+            r = self.client.blob(&self.image.repository, digest, *received) => r,
             () = cancel.cancelled() => return Err((cancelled(), false)),
         };
-        let response = response.map_err(|e| {
-            let retryable = is_retryable(&e);
-            (self.map_error(e, what), retryable)
-        })?;
-        let mut stream = match response {
-            BlobResponse::Partial(s) => s,
-            BlobResponse::Full(s) => {
-                if *received > 0 {
-                    tx.send(WriterMsg::Reset)
-                        .map_err(|_| (writer_gone(), false))?;
-                    *received = 0;
-                }
-                s
-            }
-        };
+        let response = response.map_err(|f| self.fail(f, what))?;
+        if response.status() == reqwest::StatusCode::OK && *received > 0 {
+            // The registry ignored the range: start over.
+            tx.send(WriterMsg::Reset)
+                .map_err(|_| (writer_gone(), false))?;
+            *received = 0;
+        }
+        let mut stream = response.bytes_stream();
         loop {
             let next = tokio::select! {
                 n = stream.next() => n,
@@ -290,10 +277,11 @@ impl Session {
                 }
                 Some(Err(e)) => {
                     if *received == size {
-                        // The whole content arrived; oci-client's own digest check failed. Our
-                        // hash decides (and reports DataLoss) after the writer finishes.
+                        // The whole content arrived; our hash decides after the writer finishes.
                         break;
                     }
+                    // Without the URL: a redirect target may carry a signature.
+                    let e = e.without_url();
                     return Err((
                         Error::unavailable(format!("{what}: download interrupted: {e}")),
                         true,
@@ -313,9 +301,33 @@ impl Session {
         Ok(())
     }
 
-    /// Maps an oci-client error to the SDK's status codes.
-    fn map_error(&self, e: OciDistributionError, what: &str) -> Error {
-        map_oci_error(e, what, self.anonymous)
+    /// Maps a failure to the SDK's status codes, and whether a retry may help.
+    fn fail(&self, f: Failure, what: &str) -> (Error, bool) {
+        match f {
+            Failure::Oci(e) => {
+                let retryable = is_retryable(&e);
+                (map_oci_error(e, what, self.anonymous), retryable)
+            }
+            Failure::Refused(e) => (with_context(&e, what), false),
+        }
+    }
+}
+
+/// `e` with its message prefixed by `what` (same code).
+fn with_context(e: &Error, what: &str) -> Error {
+    let m = format!("{what}: {}", e.message());
+    match e {
+        Error::InvalidArgument(_) => Error::InvalidArgument(m),
+        Error::NotFound(_) => Error::NotFound(m),
+        Error::Unauthenticated(_) => Error::Unauthenticated(m),
+        Error::PermissionDenied(_) => Error::PermissionDenied(m),
+        Error::Unavailable(_) => Error::Unavailable(m),
+        Error::DataLoss(_) => Error::DataLoss(m),
+        Error::FailedPrecondition(_) => Error::FailedPrecondition(m),
+        Error::ResourceExhausted(_) => Error::ResourceExhausted(m),
+        Error::DeadlineExceeded(_) => Error::DeadlineExceeded(m),
+        Error::Cancelled(_) => Error::Cancelled(m),
+        Error::Internal(_) => Error::Internal(m),
     }
 }
 
@@ -426,12 +438,13 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
         )),
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+            // The codes only: the messages are the registry's text.
             let text: Vec<String> = envelope
                 .errors
                 .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .map(|e| format!("{:?}", e.code))
                 .collect();
-            let text = text.join("; ");
+            let text = text.join(", ");
             let has = |c: OciErrorCode| codes.contains(&&c);
             if has(OciErrorCode::Unauthorized) {
                 unauthenticated()
@@ -454,8 +467,8 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
                 Error::unavailable(format!("{what}: registry error ({text})"))
             }
         }
-        OciDistributionError::ServerError { code, message, .. } => {
-            let message: String = message.chars().take(200).collect();
+        OciDistributionError::ServerError { code, .. } => {
+            // Never the body: a hostile registry would write into our callers' errors.
             match code {
                 401 => unauthenticated(),
                 403 => Error::PermissionDenied(format!(
@@ -463,14 +476,12 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
                 )),
                 404 => Error::not_found(format!("{what}: not found (HTTP 404)")),
                 400 => Error::invalid_argument(format!(
-                    "{what}: the registry rejected the request (HTTP 400: {message})"
+                    "{what}: the registry rejected the request (HTTP 400)"
                 )),
                 406 | 415 => Error::failed_precondition(format!(
                     "{what}: the registry cannot serve a supported media type (HTTP {code})"
                 )),
-                _ => {
-                    Error::unavailable(format!("{what}: registry answered HTTP {code}: {message}"))
-                }
+                _ => Error::unavailable(format!("{what}: registry answered HTTP {code}")),
             }
         }
         OciDistributionError::RequestError(err) => {

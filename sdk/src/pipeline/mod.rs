@@ -156,9 +156,9 @@ impl Pipeline {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             options,
+            clients: ClientPool::new(metrics.clone(), allowed.clone()),
             allowed,
             cache,
-            clients: ClientPool::new(metrics.clone()),
             metrics,
         })
     }
@@ -205,7 +205,7 @@ impl Pipeline {
     ) -> Result<PipelineOutcome, Error> {
         let target = self.target(job)?;
         let creds = parse_authorization(&job.authorization)?;
-        let session = Arc::new(self.clients.session(&target, &creds));
+        let session = Arc::new(self.clients.session(&target, &creds)?);
         let scratch = Arc::new(
             tempfile::Builder::new()
                 .prefix("scan-")

@@ -299,8 +299,9 @@ impl Run<'_> {
                 () = cancel.cancelled() => return Err(Error::Cancelled("scan cancelled".into())),
             };
             let seen = Arc::new(AtomicU64::new(0));
+            let source = session.source_key().to_string();
             let (handle, fetched) = cache
-                .get_or_fetch(&digest, size, |tmp| {
+                .get_or_fetch(&digest, size, &source, |tmp| {
                     let progress = progress.clone();
                     let seen = seen.clone();
                     let digest = digest.clone();

@@ -135,7 +135,8 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_SCRATCH_DIR", default_value_os_t = std::env::temp_dir())]
     pub scratch_dir: PathBuf,
 
-    /// Registries (host or host:port) the plugin may pull from; repeat or comma-separate. Default: any.
+    /// Registries (host or host:port) the plugin may pull from, follow redirects to and get tokens
+    /// from; repeat or comma-separate. Default: any.
     #[arg(
         long = "allow-registry",
         env = "SIDESCAN_ALLOWED_REGISTRIES",

@@ -6,6 +6,7 @@ mod hostile;
 mod logs;
 mod metrics;
 mod registry;
+mod registry_limits;
 mod scan;
 mod server;
 mod support;
