@@ -258,7 +258,11 @@ fn normalize_platform(os: &str, arch: &str, variant: &str) -> (String, String, S
         "i386" => ("386".to_string(), String::new()),
         "x86_64" | "x86-64" | "amd64" => (
             "amd64".to_string(),
-            if variant == "v1" { String::new() } else { variant },
+            if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            },
         ),
         "aarch64" | "arm64" => (
             "arm64".to_string(),
@@ -306,7 +310,11 @@ fn platform_vector(p: (String, String, String)) -> Vec<(String, String, String)>
             }
         }
         "arm64" => {
-            let v = if variant.is_empty() { "v8".into() } else { variant };
+            let v = if variant.is_empty() {
+                "v8".into()
+            } else {
+                variant
+            };
             vector.extend(platform_vector((os, "arm".into(), v)));
         }
         _ => {}
@@ -392,7 +400,10 @@ mod tests {
             variant: variant.map(str::to_string),
         };
         let arm = |wanted: &str, variant: Option<&str>| {
-            platform_rank(&wanted.parse().unwrap(), Some(&spec("linux", "arm", variant)))
+            platform_rank(
+                &wanted.parse().unwrap(),
+                Some(&spec("linux", "arm", variant)),
+            )
         };
         // a plain `linux/arm` request is arm/v7: v7 first, then v6, v5; never v8
         assert_eq!(arm("linux/arm", Some("v7")), Some(0));
@@ -404,7 +415,10 @@ mod tests {
         // arm64 hosts run arm/v8..v5 after arm64 itself; amd64 hosts run 386 last
         assert_eq!(arm("linux/arm64", Some("v7")), Some(2));
         let amd = |wanted: &str, arch: &str, variant: Option<&str>| {
-            platform_rank(&wanted.parse().unwrap(), Some(&spec("linux", arch, variant)))
+            platform_rank(
+                &wanted.parse().unwrap(),
+                Some(&spec("linux", arch, variant)),
+            )
         };
         assert_eq!(amd("linux/amd64", "x86_64", None), Some(0));
         assert_eq!(amd("linux/amd64", "amd64", Some("v1")), Some(0));
@@ -413,7 +427,10 @@ mod tests {
         assert_eq!(amd("linux/amd64", "amd64", Some("v2")), None);
         assert_eq!(amd("linux/amd64", "unknown", None), None);
         assert_eq!(
-            platform_rank(&"linux/amd64".parse().unwrap(), Some(&spec("windows", "amd64", None))),
+            platform_rank(
+                &"linux/amd64".parse().unwrap(),
+                Some(&spec("windows", "amd64", None))
+            ),
             None
         );
         // no declared platform: any runtime may run it, after every declared match
