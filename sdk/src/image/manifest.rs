@@ -133,6 +133,9 @@ pub(crate) struct ManifestDoc {
     /// Entries (indexes).
     #[serde(default)]
     pub manifests: Option<Vec<Descriptor>>,
+    /// The artifact type of a non-image manifest (OCI 1.1), when it declares one.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
 }
 
 /// What a document is.

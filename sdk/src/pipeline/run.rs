@@ -388,6 +388,25 @@ impl Run<'_> {
         // An image is a manifest with image layers, whatever its config media type says (an
         // artifact type must not hide runnable layers from the scan).
         if !is_image_config(&config.media_type) && !has_image_layers(&layers) {
+            // An artifact is scanned only by a plugin whose capabilities consume its type.
+            let artifact_type = leaf
+                .doc
+                .artifact_type
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .unwrap_or(&config.media_type);
+            let consumed = self.scanner.info().capabilities.iter().any(|c| {
+                c.consumes
+                    .iter()
+                    .any(|t| t == artifact_type || t == &config.media_type)
+            });
+            if !consumed {
+                return Err(Error::failed_precondition(format!(
+                    "{} is an artifact of type {artifact_type}, which this plugin's capabilities \
+                     do not consume",
+                    leaf.digest
+                )));
+            }
             let findings = self.scan_artifact(leaf, &layers).await?;
             return Ok((findings, None));
         }

@@ -264,6 +264,65 @@ async fn an_infected_blob_of_a_non_image_artifact_is_found() {
     assert_eq!(malware_report(&response)["status"], "infected");
 }
 
+/// `image` with its config's media type (and the manifest's descriptor of it) set to `media_type`,
+/// and `artifactType` set when given.
+fn with_config_type(image: Artifact, media_type: &str, artifact_type: Option<&str>) -> Artifact {
+    let mut image = image;
+    let config = image.config.take().expect("image config");
+    let config = Blob::new(media_type, config.data.clone());
+    let mut manifest: Value = serde_json::from_slice(&image.manifest.data).expect("manifest");
+    manifest["config"] = config.descriptor();
+    if let Some(t) = artifact_type {
+        manifest["artifactType"] = json!(t);
+    }
+    image.manifest = Blob::new(
+        OCI_MANIFEST,
+        serde_json::to_vec(&manifest).expect("json"),
+    );
+    image.config = Some(config);
+    image
+}
+
+#[tokio::test]
+async fn a_manifest_with_image_layers_is_scanned_as_an_image_whatever_its_config_type() {
+    // An artifact config type must not turn a runnable image into an "artifact" whose blobs
+    // are only scanned raw: the finding is at the file's path inside the image.
+    let image = with_config_type(
+        fixtures::eicar_top_layer(),
+        "application/vnd.example.config.v1+json",
+        Some("application/vnd.example.tool.v1"),
+    );
+    let response = scan_fixture(&image, "clam/disguised").await;
+    let found = findings(&response);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, EICAR_SIGNATURE, "{found:?}");
+    assert_eq!(found[0].2, format!("/{EICAR_PATH}"), "{found:?}");
+}
+
+#[tokio::test]
+async fn an_artifact_of_a_type_the_plugin_does_not_consume_is_failed_precondition() {
+    let registry = Registry::anonymous();
+    let clamd = ClamdProcess::start();
+    let plugin = start_plugin(&clamd.unix_addr(), &[]).await;
+    let artifact = infected_artifact();
+    let mut manifest: Value = serde_json::from_slice(&artifact.manifest.data).expect("manifest");
+    let config = Blob::new("application/vnd.example.config.v1+json", &b"{}"[..]);
+    manifest["config"] = config.descriptor();
+    let mut artifact = artifact;
+    artifact.manifest = Blob::new(OCI_MANIFEST, serde_json::to_vec(&manifest).expect("json"));
+    artifact.config = Some(config);
+    registry.push(&artifact, "clam/unconsumed", "1").await;
+    let err = try_scan(&plugin, request(&registry, "clam/unconsumed", "1"))
+        .await
+        .expect_err("not consumed");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("application/vnd.example.tool.v1"),
+        "{}",
+        err.message()
+    );
+}
+
 #[tokio::test]
 async fn a_multi_arch_index_without_platform_names_the_infected_platform() {
     let index = fixtures::multi_arch_index();
