@@ -615,11 +615,18 @@ pub fn all() -> Vec<Case> {
     ];
     for hostile in hostile::corpus() {
         let name = hostile.name;
-        cases.push(Case {
-            name: format!("robustness/hostile-{name}"),
-            description: format!(
+        let description = match hostile.expected.eicar_path() {
+            Some(path) => format!(
+                "hostile fixture {name}: a malware plugin reports EICAR at {path} or refuses with a \
+                 documented code, never clean; the plugin stays healthy"
+            ),
+            None => format!(
                 "hostile fixture {name}: a documented code or a report, and the plugin stays healthy"
             ),
+        };
+        cases.push(Case {
+            name: format!("robustness/hostile-{name}"),
+            description,
             run: make(move |cx| Box::pin(robustness_hostile(cx, name))),
         });
     }
@@ -1655,10 +1662,24 @@ async fn robustness(cx: &Ctx, case: &HostileCase) -> CaseResult {
             "a real registry refuses this fixture; it needs the embedded fixture registry",
         ));
     }
+    if let Some(primer) = &case.primer {
+        // Scanned first by the same plugin: an answer cached for it must not be reused.
+        let placed = cx
+            .put(&format!("hostile-{}-primer", case.name), primer)
+            .await?;
+        if let Err(e) = cx.scan(cx.req(placed.by_tag())).await
+            && matches!(e.code(), None | Some(Code::Internal | Code::Unknown))
+        {
+            return Err(fail(format!("scan of the primer: {e}")));
+        }
+    }
     let placed = cx
         .put(&format!("hostile-{}", case.name), &case.artifact)
         .await?;
     let result = cx.scan(cx.req(placed.by_tag())).await;
+    if let (Expected::FindsEicar { path, or_fails }, true) = (&case.expected, cx.has_malware()) {
+        return fail_closed(cx, case, path, or_fails, result).await;
+    }
     // Content that does not match its digest must never be reported; resource bombs and
     // other refusals may also be scanned in full by a plugin without the relevant limit.
     let (ok_allowed, codes): (bool, &[Code]) = match &case.expected {
@@ -1687,6 +1708,48 @@ async fn robustness(cx: &Ctx, case: &HostileCase) -> CaseResult {
                 "expected {}{}, got {e}",
                 if ok_allowed { "a report or " } else { "" },
                 names(codes)
+            ))),
+        },
+    }
+}
+
+/// A fail-closed case for a malware plugin: EICAR at `path`, or one of `or_fails`.
+async fn fail_closed(
+    cx: &Ctx,
+    case: &HostileCase,
+    path: &str,
+    or_fails: &[Code],
+    result: Result<ScanResponse, ClientError>,
+) -> CaseResult {
+    match result {
+        Ok(ScanResponse {
+            report: Some(report),
+            ..
+        }) => {
+            check_report(&report).map_err(fail)?;
+            let found = report.vulnerabilities.iter().any(|f| {
+                f.kind == FindingKind::Malware as i32
+                    && f.path.trim_start_matches('/') == path.trim_start_matches('/')
+            });
+            if !found {
+                return Err(fail(format!(
+                    "expected a MALWARE finding at {path} or {}, got a report with {} finding(s) \
+                     and {} notice(s) without it: clean where a container runtime extracts EICAR \
+                     ({})",
+                    names(or_fails),
+                    report.vulnerabilities.len(),
+                    report.notices.len(),
+                    case.description
+                )));
+            }
+            cx.expect_healthy().await
+        }
+        Ok(_) => Err(fail("OK without a report")),
+        Err(e) => match e.code() {
+            Some(code) if or_fails.contains(&code) => cx.expect_healthy().await,
+            _ => Err(fail(format!(
+                "expected a MALWARE finding at {path} or {}, got {e}",
+                names(or_fails)
             ))),
         },
     }

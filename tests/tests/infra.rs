@@ -818,6 +818,73 @@ mod hostile {
     }
 
     #[test]
+    fn fail_closed_cases_expect_eicar_or_data_loss_never_clean() {
+        let cases = hostile::fail_closed();
+        let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "header-only-type-smuggling",
+                "duplicate-pax-path",
+                "attestation-annotated-entry",
+                "polyglot-layer",
+                "eicar-dotdot-path",
+            ]
+        );
+        for c in &cases {
+            assert!(c.real_registry, "{}", c.name);
+            let path = c
+                .expected
+                .eicar_path()
+                .unwrap_or_else(|| panic!("{}", c.name));
+            assert!(path.starts_with('/'), "{}", c.name);
+            assert!(c.expected.succeeds() && c.expected.accepts_code(Code::DataLoss));
+            assert!(!c.expected.accepts_code(Code::Internal), "{}", c.name);
+            assert!(!c.expected.accepts_code(Code::NotFound), "{}", c.name);
+            // Every attack is in the default corpus too.
+            assert_eq!(hostile::by_name(c.name).expected, c.expected);
+        }
+        assert_eq!(
+            hostile::by_name("eicar-dotdot-path").expected.eicar_path(),
+            Some("/evil")
+        );
+        // Only the polyglot has a primer: the same blob under the other media type.
+        let p = hostile::by_name("polyglot-layer");
+        let primer = p.primer.as_ref().expect("polyglot primer");
+        assert_eq!(
+            primer.layers[1].blob.digest,
+            p.artifact.layers[1].blob.digest
+        );
+        assert_ne!(primer.layers[1].diff_id, p.artifact.layers[1].diff_id);
+        assert_eq!(
+            hostile::corpus()
+                .iter()
+                .filter(|c| c.primer.is_some())
+                .count(),
+            1
+        );
+        // Paths that used to be skipped are confined now, and no case expects a silent skip
+        // of content: the only SkippedWithNotice left is the unreadable media type.
+        for name in ["path-traversal", "pax-path-traversal", "hardlink-traversal"] {
+            assert_eq!(
+                hostile::by_name(name).expected,
+                Expected::Confined,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            hostile::by_name("devices-and-fifo").expected,
+            Expected::Succeeds
+        );
+        let skipped: Vec<&str> = hostile::corpus()
+            .iter()
+            .filter(|c| c.expected == Expected::SkippedWithNotice)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(skipped, ["unknown-layer-media-type"]);
+    }
+
+    #[test]
     fn escape_entries_are_written_verbatim() {
         let t = hostile::by_name("path-traversal");
         let paths = tar_paths(&layer_tar(&t.artifact.layers[1]));
@@ -1117,9 +1184,35 @@ mod hostile {
             std::fs::read_to_string(hl).unwrap(),
             hostile::FIXTURE_PASSWD
         );
+        // The `..` hard link is confined to the image's passwd too.
+        let hl = tmp
+            .path()
+            .join("u/hardlink-traversal/rootfs/app/passwd-link");
+        assert_eq!(
+            std::fs::read_to_string(hl).unwrap(),
+            hostile::FIXTURE_PASSWD
+        );
         // Duplicate entries: last wins.
         let dup = tmp.path().join("u/duplicate-entries/rootfs/app/dup.txt");
         assert_eq!(std::fs::read(dup).unwrap(), fixtures::EICAR);
+        // umoci reads with Go's archive/tar, as runtimes do: it extracts the EICAR each
+        // fail-closed layer attack hides from other readers, where the case says.
+        for c in hostile::fail_closed()
+            .iter()
+            .filter(|c| !c.artifact.is_index())
+        {
+            let path = c
+                .expected
+                .eicar_path()
+                .expect("fail-closed cases find EICAR");
+            let f = tmp.path().join(format!("u/{}/rootfs{path}", c.name));
+            assert_eq!(
+                std::fs::read(&f).ok().as_deref(),
+                Some(fixtures::EICAR),
+                "{}: umoci should extract EICAR at {path}",
+                c.name
+            );
+        }
     }
 
     fn files_under_if_exists(root: &Path) -> Vec<String> {

@@ -1,18 +1,25 @@
 //! A deliberately NON-conforming plugin: a small tonic server that reports clean when the pull
 //! fails, answers INTERNAL for a missing manifest, validates nothing, never verifies digests, and
-//! keeps pulling after the caller's deadline (the work runs in a detached task). The suite must
-//! fail it.
+//! keeps pulling after the caller's deadline (the work runs in a detached task). It finds EICAR
+//! the naive way: layers read with the `tar` crate (which gives header-only types a body and keeps
+//! the first of duplicate PAX records), `..` paths and whiteouts skipped silently, compression
+//! taken from the media type, results cached by blob digest alone. It finds plain EICAR; the
+//! suite must fail it on the fail-closed fixtures that hide EICAR from such a reader.
 
+use std::collections::HashMap;
+use std::io::Read as _;
 use std::pin::Pin;
+use std::sync::Mutex;
 
 use sha2::Digest as _;
 use sidescan_proto::mime;
 use sidescan_proto::v1::scan_server::{Scan, ScanServer};
 use sidescan_proto::v1::{
-    Capability, GetMetadataRequest, GetMetadataResponse, Image, ReportStatus,
-    ScanImageStreamResponse, ScanReport, ScanRequest, ScanResponse, Scanner, Summary, TypedReport,
-    scan_image_stream_response::Event,
+    Capability, FindingKind, GetMetadataRequest, GetMetadataResponse, Image, ReportStatus,
+    ScanImageStreamResponse, ScanReport, ScanRequest, ScanResponse, ScanVulnerability, Scanner,
+    Severity, Summary, TypedReport, scan_image_stream_response::Event,
 };
+use sidescan_tests::fixtures::EICAR;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -76,6 +83,57 @@ impl Drop for BadPlugin {
 
 struct Bad;
 
+/// EICAR paths per layer, keyed by blob digest alone (not media type, not diff_id).
+static CACHE: Mutex<Option<HashMap<String, Vec<String>>>> = Mutex::new(None);
+
+/// Paths of EICAR files in one layer blob, read naively; errors end the read silently.
+fn naive_eicar_paths(blob: &[u8], media_type: &str) -> Vec<String> {
+    if blob.len() > 4 << 20 {
+        return vec![];
+    }
+    let raw: Box<dyn std::io::Read + '_> = if media_type.contains("gzip") {
+        Box::new(flate2::read::GzDecoder::new(blob))
+    } else {
+        Box::new(blob)
+    };
+    let mut archive = tar::Archive::new(raw.take(16 << 20));
+    let mut found = vec![];
+    let Ok(entries) = archive.entries() else {
+        return found;
+    };
+    for entry in entries {
+        let Ok(mut entry) = entry else { break };
+        let Ok(path) = entry.path().map(|p| p.into_owned()) else {
+            continue;
+        };
+        let unsafe_path = path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        let whiteout = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".wh."));
+        if unsafe_path || whiteout || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let mut content = vec![];
+        if entry.read_to_end(&mut content).is_ok() && content == EICAR {
+            found.push(format!("/{}", path.display()));
+        }
+    }
+    found
+}
+
+fn eicar_finding(path: String, layer_digest: &str) -> ScanVulnerability {
+    ScanVulnerability {
+        id: "Eicar-Test-Signature".into(),
+        severity: Severity::High as i32,
+        kind: FindingKind::Malware as i32,
+        path,
+        layer_digest: layer_digest.into(),
+        ..Default::default()
+    }
+}
+
 fn scanner() -> Scanner {
     Scanner {
         name: "nonconforming-plugin".into(),
@@ -85,10 +143,22 @@ fn scanner() -> Scanner {
 }
 
 fn clean(image: Image) -> ScanReport {
+    report(image, vec![])
+}
+
+fn report(image: Image, findings: Vec<ScanVulnerability>) -> ScanReport {
+    let high = findings.len() as u32;
+    let summary = Summary {
+        total: high,
+        high,
+        max_severity: if high > 0 { Severity::High as i32 } else { 0 },
+        ..Default::default()
+    };
     ScanReport {
         image: Some(image),
         scanner: Some(scanner()),
-        summary: Some(Summary::default()),
+        summary: Some(summary),
+        vulnerabilities: findings,
         ..Default::default()
     }
 }
@@ -173,15 +243,47 @@ async fn pull(request: ScanRequest) -> Result<ScanResponse, Status> {
     image.media_type = media_type;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let layers = json["layers"].as_array().cloned().unwrap_or_default();
-    for digest in layers.iter().filter_map(|l| l["digest"].as_str()) {
-        if let Ok(blob) = auth(http.get(format!("{base}/v2/{repo}/blobs/{digest}")))
-            .send()
-            .await
-        {
-            let _ = blob.bytes().await;
-        }
+    let mut findings = vec![];
+    for layer in &layers {
+        let (Some(digest), media_type) = (
+            layer["digest"].as_str(),
+            layer["mediaType"].as_str().unwrap_or_default(),
+        ) else {
+            continue;
+        };
+        let cached = CACHE
+            .lock()
+            .expect("cache lock")
+            .get_or_insert_with(HashMap::new)
+            .get(digest)
+            .cloned();
+        let paths = match cached {
+            Some(paths) => paths,
+            None => {
+                let Ok(blob) = auth(http.get(format!("{base}/v2/{repo}/blobs/{digest}")))
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(bytes) = blob.bytes().await else {
+                    continue;
+                };
+                let paths = naive_eicar_paths(&bytes, media_type);
+                CACHE
+                    .lock()
+                    .expect("cache lock")
+                    .get_or_insert_with(HashMap::new)
+                    .insert(digest.to_owned(), paths.clone());
+                paths
+            }
+        };
+        findings.extend(paths.into_iter().map(|p| eicar_finding(p, digest)));
     }
-    answer(image, reports)
+    Ok(ScanResponse {
+        report: Some(report(image, findings)),
+        reports,
+    })
 }
 
 #[tonic::async_trait]
@@ -193,11 +295,18 @@ impl Scan for Bad {
         Ok(Response::new(GetMetadataResponse {
             scanner: Some(scanner()),
             api_version: sidescan_proto::API_VERSION.into(),
-            capabilities: vec![Capability {
-                r#type: "vulnerability".into(),
-                consumes_mime_types: vec![mime::OCI_MANIFEST.into()],
-                produces_mime_types: vec![mime::VULNERABILITY_REPORT.into()],
-            }],
+            capabilities: vec![
+                Capability {
+                    r#type: "vulnerability".into(),
+                    consumes_mime_types: vec![mime::OCI_MANIFEST.into()],
+                    produces_mime_types: vec![mime::VULNERABILITY_REPORT.into()],
+                },
+                Capability {
+                    r#type: "malware".into(),
+                    consumes_mime_types: vec![mime::OCI_MANIFEST.into()],
+                    produces_mime_types: vec![mime::MALWARE_REPORT.into()],
+                },
+            ],
             ..Default::default()
         }))
     }

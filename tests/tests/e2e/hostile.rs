@@ -2,7 +2,10 @@
 //! or a successful scan (with a notice where something was skipped), nothing is written outside
 //! the scan's scratch dir, nothing outside is deleted, and the scratch dir is removed afterwards.
 //! Each case runs three times: streamed layer by layer, unpacked into a rootfs for a whole-image
-//! scanner, and as a verified OCI layout only (whole-image scanner without a rootfs).
+//! scanner, and as a verified OCI layout only (whole-image scanner without a rootfs). The
+//! fail-closed cases must hand the scanner EICAR where a runtime extracts it (the reader reports
+//! it), or be refused with their documented code; a case's primer is scanned first by the same
+//! pipeline.
 
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::ScanJob;
@@ -33,9 +36,20 @@ async fn run_case(case: &HostileCase, registry: &FakeRegistry, input: Input) -> 
         ..ScanJob::default()
     };
     let ctx = support::context(dir.path());
+    let mut problems = Vec::new();
+    if case.primer.is_some() {
+        let primer = ScanJob {
+            image: format!("hostile/{}:primer", case.name),
+            ..job.clone()
+        };
+        if let Err(err) = pipeline.scan(&scanner, &primer, &ctx).await
+            && err.code() == Code::Internal
+        {
+            problems.push(format!("primer: INTERNAL: {}", err.message()));
+        }
+    }
     let outcome = pipeline.scan(&scanner, &job, &ctx).await;
 
-    let mut problems = Vec::new();
     // A scanner that takes only the verified OCI layout reads the layers itself: the SDK unpacks
     // nothing, so there is nothing it skips (no notice is due), and a layer it cannot decode cannot
     // be skipped either: that image is FAILED_PRECONDITION for such a scanner.
@@ -60,6 +74,22 @@ async fn run_case(case: &HostileCase, registry: &FakeRegistry, input: Input) -> 
         }
         (Expected::SkippedWithNotice, Ok(out)) if out.findings.notices.is_empty() => {
             problems.push("skipped content but the report has no notice".into())
+        }
+        (Expected::FindsEicar { or_fails, .. }, Err(err)) if !or_fails.contains(&err.code()) => {
+            problems.push(format!(
+                "wanted EICAR or one of {or_fails:?}, got {:?}: {}",
+                err.code(),
+                err.message()
+            ))
+        }
+        // Only a scanner that gets the files can see EICAR; the layout-only one reads nothing.
+        (Expected::FindsEicar { path, .. }, Ok(out))
+            if !layout_only && !out.findings.findings.iter().any(|f| f.path == *path) =>
+        {
+            problems.push(format!(
+                "EICAR at {path} was never handed to the scanner: findings {:?}, notices {:?}",
+                out.findings.findings, out.findings.notices
+            ))
         }
         (Expected::SkippedWithNotice | Expected::Confined | Expected::Succeeds, Err(err)) => {
             problems.push(format!(
@@ -102,6 +132,9 @@ async fn every_hostile_case_gets_its_documented_outcome_and_nothing_escapes() {
     let registry = FakeRegistry::start();
     for case in corpus {
         registry.add(&format!("hostile/{}", case.name), "1", &case.artifact);
+        if let Some(primer) = &case.primer {
+            registry.add(&format!("hostile/{}", case.name), "primer", primer);
+        }
     }
     let mut failures = Vec::new();
     for case in corpus {

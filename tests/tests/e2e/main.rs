@@ -2,6 +2,7 @@
 //! One test binary with shared helpers from `sidescan_tests`; module names say what broke.
 
 mod clamav;
+mod fail_closed;
 mod hostile;
 mod logs;
 mod metrics;

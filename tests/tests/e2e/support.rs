@@ -7,10 +7,12 @@ use std::sync::Arc;
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::{Pipeline, PipelineOptions};
 use sidescan_sdk::prelude::*;
+use sidescan_tests::fixtures::EICAR;
 use tokio::io::AsyncReadExt;
 
 /// Reads every entry of every layer (per-layer), or checks the unpacked rootfs (whole image);
-/// reports nothing. Asserts the SDK's promises about paths and scratch dirs.
+/// reports a file whose content is exactly EICAR as a malware finding at its path, nothing
+/// else. Asserts the SDK's promises about paths and scratch dirs.
 pub struct Reader {
     /// How the SDK feeds it.
     pub input: Input,
@@ -35,6 +37,7 @@ impl Scanner for Reader {
         layer: &mut Layer,
         _ctx: &ScanContext,
     ) -> Result<ScanFindings, Error> {
+        let mut found = ScanFindings::default();
         while let Some(mut entry) = layer.next_entry().await? {
             assert!(
                 entry.path.starts_with('/'),
@@ -46,8 +49,11 @@ impl Scanner for Reader {
             );
             let mut sink = Vec::new();
             entry.read_to_end(&mut sink).await?;
+            if sink == EICAR {
+                found.findings.push(eicar(&entry.path));
+            }
         }
-        Ok(ScanFindings::default())
+        Ok(found)
     }
 
     async fn scan_image(
@@ -60,9 +66,34 @@ impl Scanner for Reader {
                 root.starts_with(ctx.scratch_dir()),
                 "rootfs outside the scratch dir"
             );
+            return Ok(ScanFindings {
+                findings: eicar_files(root, root),
+                ..ScanFindings::default()
+            });
         }
         Ok(ScanFindings::default())
     }
+}
+
+fn eicar(path: &str) -> Finding {
+    Finding::new(FindingKind::Malware, "Eicar-Test-Signature", Severity::High).at_path(path)
+}
+
+/// EICAR findings for the regular files under `dir` (symlinks not followed).
+fn eicar_files(root: &Path, dir: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(eicar_files(root, &path)),
+            Ok(t) if t.is_file() && std::fs::read(&path).is_ok_and(|b| b == EICAR) => {
+                let rel = path.strip_prefix(root).expect("under the root");
+                out.push(eicar(&format!("/{}", rel.display())));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A reader scanner behind the trait object the pipeline takes.
