@@ -11,10 +11,15 @@ use tonic_health::server::HealthReporter;
 use crate::metrics::Metrics;
 use crate::plugin::{Readiness, Scanner};
 
+/// The least time a readiness call gets before it counts as not ready: one slow answer on a
+/// loaded machine (an engine's self-check, a busy socket) must not flap a serving plugin to
+/// NOT_SERVING with a short `--health-interval`.
+pub(crate) const MIN_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Polls [`Scanner::readiness`] every `interval` and mirrors it into the health service (for the
 /// `sidescan.v1.Scan` service and the server as a whole, `""`), into `state` and into the
 /// `sidescan_engine_ready` gauge, until `stop`. A readiness call that takes longer than
-/// `interval` counts as not ready. Each time the engine becomes ready its
+/// `interval` (and at least [`MIN_PATIENCE`]) counts as not ready. Each time the engine becomes ready its
 /// [`Scanner::engine_version`] is read once for `sidescan_build_info` (scans keep it current).
 pub(crate) async fn watch_readiness(
     scanner: Arc<dyn Scanner>,
@@ -25,13 +30,13 @@ pub(crate) async fn watch_readiness(
     metrics: Arc<Metrics>,
 ) {
     let mut last: Option<Readiness> = None;
-    let patience = interval.max(Duration::from_millis(100));
+    let patience = interval.max(MIN_PATIENCE);
     loop {
         let now = match tokio::time::timeout(patience, scanner.readiness()).await {
             Ok(readiness) => readiness,
             Err(_) => Readiness::NotReady(format!(
                 "readiness check took longer than {}",
-                humantime::format_duration(interval)
+                humantime::format_duration(patience)
             )),
         };
         if last.as_ref() != Some(&now) {

@@ -275,10 +275,7 @@ fn with_config_type(image: Artifact, media_type: &str, artifact_type: Option<&st
     if let Some(t) = artifact_type {
         manifest["artifactType"] = json!(t);
     }
-    image.manifest = Blob::new(
-        OCI_MANIFEST,
-        serde_json::to_vec(&manifest).expect("json"),
-    );
+    image.manifest = Blob::new(OCI_MANIFEST, serde_json::to_vec(&manifest).expect("json"));
     image.config = Some(config);
     image
 }
