@@ -48,6 +48,25 @@ pub type RawHttp2Client = hyper_util::client::legacy::Client<
     tonic::body::Body,
 >;
 
+/// A `ScanRequest` for `image` (`repo:tag`) on the registry at `registry_url`, asking for the
+/// malware report.
+pub fn malware_request(registry_url: &str, image: &str) -> sidescan_proto::v1::ScanRequest {
+    use sidescan_proto::v1 as pb;
+    let mut req = pb::ScanRequest {
+        image: image.to_string(),
+        registry: Some(pb::Registry {
+            url: registry_url.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    req.report_types.insert(
+        sidescan_proto::mime::MALWARE_REPORT.into(),
+        pb::ReportParameters::default(),
+    );
+    req
+}
+
 /// A running plugin process with its own temp dir (cache, scratch, logs), killed on drop.
 pub struct PluginProcess {
     child: ChildGuard,

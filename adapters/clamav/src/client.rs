@@ -184,15 +184,23 @@ impl Clamd {
         chunks: mpsc::Receiver<Vec<u8>>,
     ) -> Result<Verdict, ClamavError> {
         let timeout = self.inner.file_timeout;
+        let sock = self.connect_within(timeout).await?;
+        protocol::instream(&self.inner.addr, sock, chunks, timeout).await
+    }
+
+    /// A new connection to clamd, or a timeout error after `timeout`.
+    async fn connect_within(
+        &self,
+        timeout: Duration,
+    ) -> Result<std::pin::Pin<Box<dyn protocol::Socket>>, ClamavError> {
         let addr = &self.inner.addr;
-        let sock = tokio::time::timeout(timeout, protocol::connect(addr))
+        tokio::time::timeout(timeout, protocol::connect(addr))
             .await
             .map_err(|_| ClamavError::Timeout {
                 addr: addr.to_string(),
                 what: "accept the connection",
                 after: timeout,
-            })??;
-        protocol::instream(addr, sock, chunks, timeout).await
+            })?
     }
 
     /// Scans an in-memory buffer with `INSTREAM` (takes a pool slot itself).
@@ -215,13 +223,7 @@ impl Clamd {
     pub async fn scan_sample(&self, data: &[u8]) -> Result<Verdict, ClamavError> {
         let timeout = self.inner.ping_timeout;
         let addr = &self.inner.addr;
-        let sock = tokio::time::timeout(timeout, protocol::connect(addr))
-            .await
-            .map_err(|_| ClamavError::Timeout {
-                addr: addr.to_string(),
-                what: "accept the connection",
-                after: timeout,
-            })??;
+        let sock = self.connect_within(timeout).await?;
         let (tx, rx) = mpsc::channel(2);
         let feed = async move {
             for chunk in data.chunks(CHUNK_SIZE) {

@@ -294,19 +294,7 @@ async fn encrypted_content_is_a_notice_not_clean_and_not_malware() {
 
 /// A request for `repo:1` on `registry` asking for the malware report.
 fn request(registry: &Registry, repo: &str) -> pb::ScanRequest {
-    let mut req = pb::ScanRequest {
-        image: format!("{repo}:1"),
-        registry: Some(pb::Registry {
-            url: registry.url(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    req.report_types.insert(
-        sidescan_proto::mime::MALWARE_REPORT.into(),
-        pb::ReportParameters::default(),
-    );
-    req
+    sidescan_tests::plugin::malware_request(&registry.url(), &format!("{repo}:1"))
 }
 
 async fn scan(

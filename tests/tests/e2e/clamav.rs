@@ -10,7 +10,7 @@ use sidescan_proto::v1 as pb;
 use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
 use sidescan_tests::fixtures::{self, EICAR, EICAR_PATH, Entry, Image, Layer, PseudoRandom};
 use sidescan_tests::oci::{Artifact, Blob, OCI_EMPTY, OCI_MANIFEST};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, workspace_binary};
+use sidescan_tests::plugin::{PluginProcess, ServingStatus, malware_request, workspace_binary};
 use sidescan_tests::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -28,19 +28,7 @@ async fn start_plugin(clamd: &str, extra: &[&str]) -> PluginProcess {
 
 /// A request for `repo:tag` on `registry` asking for the malware report.
 fn request(registry: &Registry, repo: &str, tag: &str) -> pb::ScanRequest {
-    let mut req = pb::ScanRequest {
-        image: format!("{repo}:{tag}"),
-        registry: Some(pb::Registry {
-            url: registry.url(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    req.report_types.insert(
-        sidescan_proto::mime::MALWARE_REPORT.into(),
-        pb::ReportParameters::default(),
-    );
-    req
+    malware_request(&registry.url(), &format!("{repo}:{tag}"))
 }
 
 /// `ScanImage` with a 60 s deadline.
