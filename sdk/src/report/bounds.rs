@@ -13,7 +13,7 @@ use crate::model::{Finding, Notice, ReportDocument, notice_codes};
 /// decode by default, leaving room for the stream's envelope and headers.
 pub const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
 
-/// Notices of one code kept with their own path; the rest become one "<code>: N more" notice.
+/// Notices of one code kept with their own path; the rest become one `"<code>: N more"` notice.
 pub const NOTICES_PER_CODE: usize = 20;
 
 /// Longest notice message kept, in characters.
