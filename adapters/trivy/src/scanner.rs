@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sidescan_proto::mime;
 use sidescan_sdk::prelude::*;
 use sidescan_sdk::{Phase, ProgressEvent, RegistryCredentials, RemoteImage, ReportDocument};
-use tokio::sync::{Mutex, OnceCell, RwLock, Semaphore};
+use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ImageSource, TrivyConfig};
-use crate::db::{self, DbMetadata};
+pub use crate::db::DbUpdate;
+use crate::db::{DbManager, DbMetadata};
 use crate::error::TrivyError;
 use crate::process;
 use crate::report;
@@ -24,33 +24,14 @@ pub const NOTICE_OS_NOT_DETECTED: &str = "os-not-detected";
 /// Notice code: the image's OS is past its end of life; advisories may be incomplete.
 pub const NOTICE_OS_END_OF_LIFE: &str = "os-end-of-life";
 
-/// Result of [`TrivyAdapter::update_db`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbUpdate {
-    /// A new DB was downloaded and is now in use.
-    Updated(DbMetadata),
-    /// Another update was already running; this one did nothing.
-    AlreadyRunning,
-    /// `--skip-db-update` is set: the adapter never downloads.
-    Disabled,
-}
-
 struct Inner {
-    config: TrivyConfig,
-    /// Bounds concurrent Trivy processes (`--max-trivy-processes`).
-    processes: Semaphore,
-    /// Scans hold it shared; replacing the DB directory holds it exclusively.
-    db_lock: RwLock<()>,
-    /// Held while a DB download runs: updates never overlap.
-    updating: Mutex<()>,
-    /// When the last DB download was started (periodic updates).
-    last_update: std::sync::Mutex<Option<Instant>>,
+    config: Arc<TrivyConfig>,
+    /// Bounds concurrent Trivy processes (`--max-trivy-processes`), DB downloads included.
+    processes: Arc<Semaphore>,
+    /// The vulnerability DB: readiness, the scans' lock, downloads.
+    db: Arc<DbManager>,
     /// `trivy --version`, once known.
     version: OnceCell<String>,
-    /// Cancels background DB downloads when the adapter is dropped.
-    shutdown: CancellationToken,
-    /// Unique names for staging directories.
-    staging_seq: AtomicU64,
 }
 
 /// The Trivy scanner plugin: runs `trivy image` on the SDK's verified OCI layout.
@@ -69,27 +50,20 @@ impl std::fmt::Debug for TrivyAdapter {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
 impl TrivyAdapter {
     /// An adapter with `config`. Starts nothing: the first [`Scanner::readiness`] poll checks the
     /// binary and the DB and, when allowed, starts DB downloads.
     pub fn new(config: TrivyConfig) -> Self {
         let permits = usize::try_from(config.max_trivy_processes.max(1)).unwrap_or(1);
+        let config = Arc::new(config);
+        let processes = Arc::new(Semaphore::new(permits));
+        let db = Arc::new(DbManager::new(Arc::clone(&config), Arc::clone(&processes)));
         Self {
             inner: Arc::new(Inner {
                 config,
-                processes: Semaphore::new(permits),
-                db_lock: RwLock::new(()),
-                updating: Mutex::new(()),
-                last_update: std::sync::Mutex::new(None),
+                processes,
+                db,
                 version: OnceCell::new(),
-                shutdown: CancellationToken::new(),
-                staging_seq: AtomicU64::new(0),
             }),
         }
     }
@@ -141,100 +115,21 @@ impl TrivyAdapter {
 
     /// The vulnerability DB's metadata, if the DB is usable.
     pub fn db_metadata(&self) -> Result<DbMetadata, TrivyError> {
-        db::check(&self.inner.config.db_dir())
+        self.inner.db.metadata()
     }
 
     /// Downloads a fresh vulnerability DB (`trivy image --download-db-only`) into a staging
     /// directory and swaps it in while no scan runs. Never overlaps itself: a call while another
     /// runs returns [`DbUpdate::AlreadyRunning`] at once.
     pub async fn update_db(&self) -> Result<DbUpdate, TrivyError> {
-        let cfg = &self.inner.config;
-        if cfg.skip_db_update {
-            return Ok(DbUpdate::Disabled);
-        }
-        let Ok(_running) = self.inner.updating.try_lock() else {
-            return Ok(DbUpdate::AlreadyRunning);
-        };
-        if let Ok(mut last) = self.inner.last_update.lock() {
-            *last = Some(Instant::now());
-        }
-        let seq = self.inner.staging_seq.fetch_add(1, Ordering::Relaxed);
-        let staging = cfg
-            .trivy_cache_dir
-            .join(format!(".staging-{}-{seq}", std::process::id()));
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| TrivyError::io(format!("creating {}", staging.display()), e))?;
-        let result = self.download_into(&staging).await;
-        let result = match result {
-            Ok(()) => {
-                let _exclusive = self.inner.db_lock.write().await;
-                db::replace(&staging.join("db"), &cfg.db_dir()).and_then(|()| self.db_metadata())
-            }
-            Err(e) => Err(e),
-        };
-        let _ = std::fs::remove_dir_all(&staging);
-        match &result {
-            Ok(meta) => tracing::info!(updated_at = %meta.updated_at, "trivy DB updated"),
-            Err(e) => tracing::warn!(error = %e, "trivy DB update failed"),
-        }
-        result.map(DbUpdate::Updated)
-    }
-
-    async fn download_into(&self, staging: &Path) -> Result<(), TrivyError> {
-        let cfg = &self.inner.config;
-        let mut args: Vec<OsString> = vec![
-            "image".into(),
-            "--download-db-only".into(),
-            "--cache-dir".into(),
-            staging.as_os_str().to_owned(),
-            "--no-progress".into(),
-            "--skip-version-check".into(),
-            "--disable-telemetry".into(),
-        ];
-        if !cfg.db_repository.is_empty() {
-            args.push("--db-repository".into());
-            args.push(cfg.db_repository.join(",").into());
-        }
-        if !cfg.java_db_repository.is_empty() {
-            args.push("--java-db-repository".into());
-            args.push(cfg.java_db_repository.join(",").into());
-        }
-        let _permit = self
-            .inner
-            .processes
-            .acquire()
-            .await
-            .map_err(|_| TrivyError::Cancelled)?;
-        self.run_trivy(args, cfg.trivy_timeout, &self.inner.shutdown)
-            .await
-            .map(|_| ())
+        self.inner.db.update_now().await
     }
 
     /// Starts a background DB download when one is due: no usable DB yet, or
     /// `--db-update-interval` has passed since the last one. Does nothing with `--skip-db-update`
     /// or while a download runs. Needs a Tokio runtime.
     pub fn schedule_db_update_if_due(&self) {
-        let cfg = &self.inner.config;
-        if cfg.skip_db_update || !cfg.wants_db() {
-            return;
-        }
-        let last = self.inner.last_update.lock().ok().and_then(|l| *l);
-        let due = match (last, cfg.db_update_interval) {
-            // Never tried: download when there is no usable DB, or when periodic updates are on.
-            (None, interval) => interval.is_some() || self.db_metadata().is_err(),
-            (Some(at), Some(interval)) => at.elapsed() >= interval,
-            // Tried once without an interval: retry a missing DB every 10 minutes.
-            (Some(at), None) => {
-                self.db_metadata().is_err() && at.elapsed() >= Duration::from_secs(600)
-            }
-        };
-        if !due || self.inner.updating.try_lock().is_err() {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _ = this.update_db().await;
-        });
+        self.inner.db.start_update_if_due();
     }
 
     /// Flags every `trivy image` run shares: offline, no self-updates, the configured scanners
@@ -375,10 +270,7 @@ impl TrivyAdapter {
     ) -> Result<ScanFindings, TrivyError> {
         let cfg = &self.inner.config;
         self.trivy_version().await?;
-        let _shared = self.inner.db_lock.read().await;
-        if cfg.wants_db() {
-            self.db_metadata()?;
-        }
+        let _shared = self.inner.db.lock_for_scan().await?;
         ctx.progress
             .report(ProgressEvent::phase(Phase::Scanning, "trivy image"));
         let json_path = ctx.scratch_dir().join("trivy-report.json");
@@ -620,9 +512,7 @@ impl Scanner for TrivyAdapter {
         if let Err(e) = self.trivy_version().await {
             return Readiness::NotReady(e.to_string());
         }
-        if self.inner.config.wants_db()
-            && let Err(e) = self.db_metadata()
-        {
+        if let Err(e) = self.inner.db.readiness() {
             return Readiness::NotReady(e.to_string());
         }
         Readiness::Ready
@@ -630,9 +520,8 @@ impl Scanner for TrivyAdapter {
 
     async fn engine_version(&self) -> Result<String, Error> {
         let mut parts = vec![format!("trivy={}", self.trivy_version().await?)];
-        if self.inner.config.wants_db() {
-            let meta = self.db_metadata()?;
-            parts.push(format!("db=v{}@{}", meta.version, meta.updated_at));
+        if let Some(db) = self.inner.db.engine_version()? {
+            parts.push(db);
         }
         let flags = self
             .result_flags()
