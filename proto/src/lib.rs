@@ -22,6 +22,21 @@ pub mod v1 {
     tonic::include_proto!("sidescan.v1");
 }
 
+/// Generated code for zot's scanner-plugin protocol (`package scan`, `proto/scan/scan.proto`):
+/// the service zot's plugin branch calls as `/scan.Scan/Scan`. Every SDK plugin serves it beside
+/// `sidescan.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod zot {
+    tonic::include_proto!("scan");
+}
+
+/// The encoded `FileDescriptorSet` of zot's `scan` package (with its imports), for reflection.
+pub const ZOT_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/zot_scan_descriptor.bin"));
+
+/// Fully qualified name of zot's Scan service.
+pub const ZOT_SCAN_SERVICE_NAME: &str = "scan.Scan";
+
 /// The encoded `FileDescriptorSet` of `sidescan.v1` (with its imports), for gRPC server reflection
 /// and for rendering messages in the proto3 canonical JSON mapping.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -144,6 +144,16 @@ pub struct ServerConfig {
     )]
     pub allowed_registries: Vec<String>,
 
+    /// Registries (`host[:port]`) pulled over plain http when a zot-protocol request
+    /// (`/scan.Scan/Scan`) names them without a scheme; loopback hosts always are. Repeat or
+    /// comma-separate.
+    #[arg(
+        long = "insecure-registry",
+        env = "SIDESCAN_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+
     /// Largest total compressed size of one image (0: no limit).
     #[arg(long, env = "SIDESCAN_MAX_IMAGE_SIZE", default_value = "8GiB")]
     pub max_image_size: ByteSize,

@@ -12,6 +12,7 @@ mod limiter;
 mod logging;
 mod service;
 mod tls;
+mod zot;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -150,11 +151,13 @@ pub async fn run(
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sidescan_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(sidescan_proto::ZOT_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sidescan_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(sidescan_proto::ZOT_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Config(format!("reflection: {e}")))?;
@@ -174,6 +177,9 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
+        .add_service(sidescan_proto::zot::scan_server::ScanServer::new(
+            zot::ZotScan::new(scan.clone(), config.insecure_registries.clone()),
+        ))
         .add_service(sidescan_proto::v1::scan_server::ScanServer::new(scan));
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();

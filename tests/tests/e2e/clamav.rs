@@ -17,7 +17,7 @@ use tonic::Code;
 
 /// Starts `sidescan-clamav` talking to clamd at `clamd` (`unix:/...` or `tcp://...`) with
 /// `extra` flags, and waits until its health says SERVING (it refuses scans before).
-async fn start_plugin(clamd: &str, extra: &[&str]) -> PluginProcess {
+pub(super) async fn start_plugin(clamd: &str, extra: &[&str]) -> PluginProcess {
     let plugin = PluginProcess::start(
         &workspace_binary("sidescan-clamav"),
         &[&["--clamd", clamd][..], extra].concat(),

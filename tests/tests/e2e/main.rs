@@ -11,3 +11,4 @@ mod registry_limits;
 mod scan;
 mod server;
 mod support;
+mod zot;

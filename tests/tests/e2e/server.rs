@@ -85,7 +85,7 @@ async fn health_is_not_serving_until_ready_and_again_when_the_engine_goes_away()
 }
 
 #[tokio::test]
-async fn reflection_lists_the_scan_service_in_v1_and_v1alpha() {
+async fn reflection_lists_the_scan_services_in_v1_and_v1alpha() {
     use tokio_stream::StreamExt;
     let plugin = PluginProcess::start(&test_plugin_binary(), &[]);
     let channel = plugin.channel().await;
@@ -117,6 +117,8 @@ async fn reflection_lists_the_scan_service_in_v1_and_v1alpha() {
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"sidescan.v1.Scan"), "{names:?}");
+    // zot's plugin protocol is served beside it
+    assert!(names.contains(&"scan.Scan"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 
     let mut v1alpha =
