@@ -31,13 +31,16 @@ RUN --mount=type=cache,id=sidescan-cargo-registry,target=/usr/local/cargo/regist
     --mount=type=cache,id=sidescan-target,sharing=locked,target=/src/target \
     cargo build --release --locked \
         -p sidescan-clamav -p sidescan-trivy -p sidescan-cli -p sidescan-conformance \
+        -p sidescan-harbor \
  && install -D -m 0755 -t /out \
         target/release/sidescan target/release/sidescan-clamav \
-        target/release/sidescan-trivy target/release/sidescan-conformance
+        target/release/sidescan-trivy target/release/sidescan-conformance \
+        target/release/sidescan-harbor
 
 # ---------------------------------------------------------------------------------------------
-# What every image shares: CA certificates (for https registries), an unprivileged user and
-# the CLI.
+# What every image shares: CA certificates (for https registries), an unprivileged user, the
+# CLI and `sidescan-harbor` (Harbor's scanner API in front of a plugin: run the same image with
+# `--entrypoint sidescan-harbor`, see deploy/harbor/).
 FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -58,7 +61,7 @@ RUN groupadd --gid 65532 sidescan \
         --no-create-home --shell /usr/sbin/nologin sidescan \
  && install -d -o 65532 -g 65532 -m 0755 /var/lib/sidescan \
  && install -d -o 65532 -g 65532 -m 0750 /var/lib/sidescan/cache /var/lib/sidescan/scratch
-COPY --from=build /out/sidescan /usr/local/bin/sidescan
+COPY --from=build /out/sidescan /out/sidescan-harbor /usr/local/bin/
 ENV HOME=/var/lib/sidescan \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /var/lib/sidescan

@@ -1,0 +1,278 @@
+//! `sidescan-harbor` as an operator runs it, called as Harbor calls it: a real `docker-registry`
+//! with htpasswd auth (Harbor's robot account), a real clamd, the real `sidescan-clamav`, and the
+//! `sidescan-harbor` binary in front, driven by a Harbor-shaped client (version=1.0 media types,
+//! Basic robot credentials, 5 s timeout, no redirects, first poll after 2 s, Refresh-After).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+/// ClamAV behind the Harbor API: metadata Harbor registers, EICAR as an item, an incomplete
+/// scan that is not clean, a plugin error as a failed job (500 with its code).
+#[tokio::test]
+async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() {
+    let registry = Registry::htpasswd();
+    let authorization = registry.authorization().expect("htpasswd credentials");
+    let eicar = fixtures::eicar_top_layer();
+    let eicar_digest = registry.push(&eicar, "harbor/eicar", "1").await;
+    let large = fixtures::large_file_image(3 << 20);
+    let large_digest = registry.push(&large, "harbor/large", "1").await;
+
+    let clamd = ClamdProcess::start_with(&ClamdOptions {
+        stream_max_length: "1M".into(),
+        ..ClamdOptions::default()
+    });
+    let plugin = PluginProcess::start(
+        &workspace_binary("sidescan-clamav"),
+        &["--clamd", &clamd.tcp_addr(), "--stream-max-length", "1MiB"],
+    );
+    plugin.wait_for_health(ServingStatus::Serving).await;
+    let harbor = HarborProcess::start(&plugin.url(), &["--refresh-after", "1s"]);
+    let client = harbor_client();
+    let base = harbor.url();
+
+    // Registration: what Harbor's ScannerAdapterMetadata.Validate requires.
+    let md = metadata(&client, &base).await;
+    assert_eq!(md.status(), 200);
+    assert_eq!(md.headers()["content-type"], METADATA_V1_0);
+    let md: Value = md.json().await.expect("metadata JSON");
+    for field in ["name", "vendor", "version"] {
+        assert!(
+            !md["scanner"][field].as_str().unwrap_or("").is_empty(),
+            "{md}"
+        );
+    }
+    assert_eq!(md["scanner"]["name"], "sidescan-clamav");
+    for cap in md["capabilities"].as_array().expect("capabilities") {
+        let consumes = cap["consumes_mime_types"].to_string();
+        assert!(
+            consumes.contains("application/vnd.docker.distribution.manifest.v2+json"),
+            "{md}"
+        );
+        assert!(
+            cap["produces_mime_types"]
+                .to_string()
+                .contains(GENERIC_REPORT),
+            "{md}"
+        );
+    }
+    assert!(
+        md["properties"]["clamav.signature_version"].is_string(),
+        "{md}"
+    );
+    assert_eq!(
+        md["properties"]["harbor.scanner-adapter/registry-authorization-type"],
+        "Basic"
+    );
+
+    // EICAR: accepted at once, then found.
+    let body = harbor_scan_request(
+        &registry.url(),
+        &authorization,
+        "harbor/eicar",
+        &eicar_digest,
+        eicar.media_type(),
+    );
+    let accepted = submit(&client, &base, &body).await;
+    assert_eq!(accepted.status(), 202);
+    assert_eq!(accepted.headers()["content-type"], SCAN_RESPONSE);
+    let id = accepted.json::<Value>().await.expect("id")["id"]
+        .as_str()
+        .expect("id string")
+        .to_owned();
+    let (status, text, content_type) = poll_report(
+        &client,
+        &base,
+        &id,
+        GENERIC_REPORT,
+        "",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        status,
+        200,
+        "{text}\nharbor log:\n{}\nplugin log:\n{}",
+        harbor.logs(),
+        plugin.logs()
+    );
+    assert_eq!(content_type.as_deref(), Some(GENERIC_REPORT));
+    let doc: Value = serde_json::from_str(&text).expect("report JSON");
+    let items = doc["vulnerabilities"].as_array().expect("items");
+    let item = items
+        .iter()
+        .find(|i| i["id"] == EICAR_SIGNATURE)
+        .unwrap_or_else(|| panic!("no EICAR item: {doc:#}"));
+    assert_eq!(item["package"], format!("/{EICAR_PATH}"));
+    assert_eq!(item["vendor_attributes"]["sidescan.kind"], "malware");
+    assert_eq!(doc["severity"], item["severity"]);
+    assert_ne!(doc["severity"], "None");
+    assert_eq!(doc["incomplete"], false, "{doc:#}");
+    assert_eq!(doc["artifact"]["digest"], eicar_digest.as_str());
+
+    // A file over clamd's StreamMaxLength: the scan is incomplete, and Harbor's document says so
+    // with an item of the configured severity (Critical by default).
+    let body = harbor_scan_request(
+        &registry.url(),
+        &authorization,
+        "harbor/large",
+        &large_digest,
+        large.media_type(),
+    );
+    let id = submit(&client, &base, &body)
+        .await
+        .json::<Value>()
+        .await
+        .expect("id")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, text, _) = poll_report(
+        &client,
+        &base,
+        &id,
+        "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0",
+        "",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let doc: Value = serde_json::from_str(&text).expect("report JSON");
+    assert_eq!(doc["severity"], "Critical", "{doc:#}");
+    assert_eq!(doc["incomplete"], true);
+    assert_eq!(
+        doc["vulnerabilities"][0]["id"],
+        "SIDESCAN-INCOMPLETE-file-too-large"
+    );
+    assert_eq!(doc["vulnerabilities"][0]["severity"], "Critical");
+
+    // Wrong robot secret: the job fails; its report is 500 with the plugin's code.
+    let body = harbor_scan_request(
+        &registry.url(),
+        "Basic d3Jvbmc6d3Jvbmc=",
+        "harbor/eicar",
+        &eicar_digest,
+        eicar.media_type(),
+    );
+    let id = submit(&client, &base, &body)
+        .await
+        .json::<Value>()
+        .await
+        .expect("id")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, text, content_type) = poll_report(
+        &client,
+        &base,
+        &id,
+        GENERIC_REPORT,
+        "",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(status, 500, "{text}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/vnd.scanner.adapter.error+json; version=1.0")
+    );
+    assert!(text.contains("UNAUTHENTICATED"), "{text}");
+    assert!(
+        !harbor
+            .logs()
+            .contains(authorization.trim_start_matches("Basic ")),
+        "credentials logged"
+    );
+}
+
+/// Bad input for each endpoint of the running binary gets its documented status, never 500.
+#[tokio::test]
+async fn bad_input_gets_the_documented_status_from_the_binary() {
+    let plugin = PluginProcess::start(&test_plugin_binary(), &[]);
+    plugin.wait_for_health(ServingStatus::Serving).await;
+    let harbor = HarborProcess::start(&plugin.url(), &[]);
+    let client = harbor_client();
+    let base = harbor.url();
+    let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let good = harbor_scan_request(
+        "http://core:8080",
+        "",
+        "library/a",
+        digest,
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    let post = |body: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .post(format!("{base}/api/v1/scan"))
+                .header("Content-Type", SCAN_REQUEST_V1_0)
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post("{not json".into()).await, 400);
+    assert_eq!(post("{\"artifact\": []}".into()).await, 400);
+    let mut v = good.clone();
+    v["artifact"]["repository"] = Value::from("UPPER/case");
+    assert_eq!(post(v.to_string()).await, 422);
+    let mut v = good.clone();
+    v["registry"]["authorization"] = Value::from("Negotiate abc");
+    assert_eq!(post(v.to_string()).await, 422);
+    let mut v = good.clone();
+    v["enabled_capabilities"] = serde_json::json!([{"type": "sbom"}]);
+    assert_eq!(
+        post(v.to_string()).await,
+        501,
+        "the test plugin makes no SBOM"
+    );
+
+    let get = |path: String, accept: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .get(format!("{base}{path}"))
+                .header("Accept", accept)
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        get("/api/v1/scan/unknown/report".into(), GENERIC_REPORT).await,
+        404
+    );
+    assert_eq!(
+        get(
+            "/api/v1/scan/unknown/report".into(),
+            "application/vnd.scanner.adapter.vuln.report.raw"
+        )
+        .await,
+        501
+    );
+    assert_eq!(
+        get(
+            "/api/v1/scan/unknown/report".into(),
+            "application/vnd.security.sbom.report+json; version=1.0"
+        )
+        .await,
+        400
+    );
+
+    // Accepted at once although its registry does not exist: the failure belongs to the job.
+    let accepted = post(good.to_string()).await;
+    assert_eq!(accepted, 202);
+    let log = harbor.logs();
+    assert!(!log.contains("panicked"), "{log}");
+}
