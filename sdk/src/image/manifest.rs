@@ -77,14 +77,14 @@ pub(crate) struct Descriptor {
 
 impl Descriptor {
     /// The size, refusing negative values.
-    pub fn size(&self) -> Result<u64, Error> {
+    pub(crate) fn size(&self) -> Result<u64, Error> {
         u64::try_from(self.size).map_err(|_| {
             Error::failed_precondition(format!("descriptor {} has a negative size", self.digest))
         })
     }
 
     /// An annotation.
-    pub fn annotation(&self, key: &str) -> Option<&str> {
+    pub(crate) fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
     }
 }
@@ -105,7 +105,7 @@ pub(crate) struct PlatformSpec {
 
 impl PlatformSpec {
     /// As the SDK's platform type.
-    pub fn to_platform(&self) -> Platform {
+    pub(crate) fn to_platform(&self) -> Platform {
         Platform {
             os: self.os.clone(),
             architecture: self.architecture.clone(),
@@ -149,7 +149,7 @@ pub(crate) enum DocKind {
 
 impl ManifestDoc {
     /// Parses and classifies a manifest document.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<(Self, DocKind), Error> {
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<(Self, DocKind), Error> {
         let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| {
             Error::failed_precondition(format!("{what}: not a valid manifest or index: {e}"))
         })?;
@@ -187,7 +187,7 @@ impl ManifestDoc {
     }
 
     /// The document's media type, inferred when absent.
-    pub fn media_type_or(&self, kind: DocKind) -> String {
+    pub(crate) fn media_type_or(&self, kind: DocKind) -> String {
         self.media_type.clone().unwrap_or_else(|| {
             match kind {
                 DocKind::Index => OCI_INDEX,
@@ -225,14 +225,14 @@ pub(crate) struct RootFs {
 
 impl ImageConfig {
     /// Parses a config blob.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
         serde_json::from_slice(bytes).map_err(|e| {
             Error::failed_precondition(format!("{what}: not a valid image config: {e}"))
         })
     }
 
     /// The platform, when the config names one.
-    pub fn platform(&self) -> Option<Platform> {
+    pub(crate) fn platform(&self) -> Option<Platform> {
         if self.os.is_empty() && self.architecture.is_empty() {
             return None;
         }

@@ -50,7 +50,7 @@ impl std::fmt::Debug for ClientPool {
 impl ClientPool {
     /// An empty pool whose sessions count the bytes they pull in `metrics` and follow redirects
     /// and token realms only to `allowed` hosts (normalised; empty: any).
-    pub fn new(metrics: Arc<Metrics>, allowed: Vec<String>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, allowed: Vec<String>) -> Self {
         Self {
             clients: Mutex::default(),
             metrics,
@@ -59,7 +59,7 @@ impl ClientPool {
     }
 
     /// The session for this target and credential set.
-    pub fn session(&self, target: &Target, creds: &Credentials) -> Result<Session, Error> {
+    pub(crate) fn session(&self, target: &Target, creds: &Credentials) -> Result<Session, Error> {
         let key = (target.image.registry.clone(), target.plain_http, creds.key);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let client = match clients.get_mut(&key) {
@@ -116,18 +116,18 @@ pub(crate) struct Session {
 
 impl Session {
     /// The blob cache's single-flight source key of this session.
-    pub fn source_key(&self) -> &str {
+    pub(crate) fn source_key(&self) -> &str {
         &self.source
     }
 
     /// `host/repo`, for messages.
-    pub fn repo_name(&self) -> String {
+    pub(crate) fn repo_name(&self) -> String {
         format!("{}/{}", self.image.registry, self.image.repository)
     }
 
     /// Pulls a manifest or index by tag or digest, verifying its digest (when pulled by digest)
     /// and its size. Returns the bytes and their digest.
-    pub async fn fetch_manifest(
+    pub(crate) async fn fetch_manifest(
         &self,
         reference: &str,
         max_bytes: u64,
@@ -166,7 +166,7 @@ impl Session {
     /// Downloads blob `digest` of `size` bytes into `dest` (created or truncated), hashing while
     /// writing on a blocking thread; resumes with a Range request after transient errors.
     /// On return `dest` holds exactly the verified content.
-    pub async fn download_blob(
+    pub(crate) async fn download_blob(
         &self,
         digest: &str,
         size: u64,

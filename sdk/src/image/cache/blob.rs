@@ -115,7 +115,7 @@ pub(crate) struct BlobHandle {
 
 impl BlobHandle {
     /// Path of the cached file (read-only use).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -182,7 +182,7 @@ impl BlobCache {
     /// Opens (creating) the cache under `dir`, rescanning existing blobs. The directories the
     /// cache owns are created (or tightened to) 0700 and the files in them 0600; `dir` itself is
     /// only created 0700 when missing, never changed (it may be shared).
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, Error> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, Error> {
         if !dir.exists() {
             private_dir(dir)?;
         }
@@ -263,13 +263,13 @@ impl BlobCache {
     }
 
     /// Bytes currently cached.
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.lock().total
     }
 
     /// Whether a blob is cached (any size).
     #[cfg(test)]
-    pub fn contains(&self, digest: &str) -> bool {
+    pub(crate) fn contains(&self, digest: &str) -> bool {
         let hex = digest_hex(digest);
         self.lock().entries.keys().any(|(h, _)| h == hex)
     }
@@ -307,7 +307,7 @@ impl BlobCache {
     /// other sources do not wait for it (see the module docs). A fetched file whose length is not
     /// `size` is DATA_LOSS and never enters the cache. The boolean is true when this call
     /// downloaded it.
-    pub async fn get_or_fetch<F, Fut>(
+    pub(crate) async fn get_or_fetch<F, Fut>(
         self: &Arc<Self>,
         digest: &str,
         size: u64,
@@ -494,7 +494,7 @@ impl BlobCache {
 
     /// Checks a cached blob: an unchanged stamp passes without reading the file (unless
     /// `force`); otherwise the file is re-hashed on a blocking thread. False means corrupt.
-    pub async fn verify(&self, handle: &BlobHandle, force: bool) -> Result<bool, Error> {
+    pub(crate) async fn verify(&self, handle: &BlobHandle, force: bool) -> Result<bool, Error> {
         let path = handle.path.clone();
         let hex = handle.key.0.clone();
         let stamp_path = self.stamps.join(&hex);
@@ -523,7 +523,7 @@ impl BlobCache {
     /// Forgets a corrupt blob so the next [`get_or_fetch`](Self::get_or_fetch) downloads it
     /// again. Its file is deleted now only when no scan pins it; otherwise when the last pin
     /// goes, unless a fresh verified download replaced it first.
-    pub fn invalidate(&self, digest: &str) {
+    pub(crate) fn invalidate(&self, digest: &str) {
         let hex = digest_hex(digest);
         let mut state = self.lock();
         let keys: Vec<Key> = state
@@ -539,7 +539,7 @@ impl BlobCache {
     }
 
     /// Directory of the result cache.
-    pub fn results_dir(&self) -> &Path {
+    pub(crate) fn results_dir(&self) -> &Path {
         &self.results
     }
 }

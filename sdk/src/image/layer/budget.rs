@@ -19,7 +19,7 @@ pub(crate) struct Budget {
 
 impl Budget {
     /// A fresh budget.
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             limits,
             entries: AtomicU64::new(0),
@@ -29,7 +29,7 @@ impl Budget {
     }
 
     /// Counts one entry.
-    pub fn add_entry(&self) -> Result<(), Error> {
+    pub(crate) fn add_entry(&self) -> Result<(), Error> {
         let n = self.entries.fetch_add(1, Ordering::Relaxed) + 1;
         if self.limits.max_entries > 0 && n > self.limits.max_entries {
             return Err(Error::resource_exhausted(format!(
@@ -41,7 +41,7 @@ impl Budget {
     }
 
     /// Checks one file's size.
-    pub fn check_file(&self, size: u64, path: &str) -> Result<(), Error> {
+    pub(crate) fn check_file(&self, size: u64, path: &str) -> Result<(), Error> {
         if self.limits.max_file_bytes > 0 && size > self.limits.max_file_bytes {
             return Err(Error::resource_exhausted(format!(
                 "file {path} is {size} bytes, over the limit of {}",
@@ -63,7 +63,7 @@ impl Budget {
     }
 
     /// The counters now, to [`rewind`](Self::rewind) to when a layer is read again.
-    pub fn checkpoint(&self) -> (u64, u64) {
+    pub(crate) fn checkpoint(&self) -> (u64, u64) {
         (
             self.entries.load(Ordering::Relaxed),
             self.uncompressed.load(Ordering::Relaxed),
@@ -71,7 +71,7 @@ impl Budget {
     }
 
     /// Resets the counters (and a tripped limit) to a checkpoint.
-    pub fn rewind(&self, (entries, uncompressed): (u64, u64)) {
+    pub(crate) fn rewind(&self, (entries, uncompressed): (u64, u64)) {
         self.entries.store(entries, Ordering::Relaxed);
         self.uncompressed.store(uncompressed, Ordering::Relaxed);
         *self.tripped.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -88,7 +88,7 @@ impl Budget {
     }
 
     /// The limit or cancellation that stopped a read, if any.
-    pub fn tripped(&self) -> Option<Error> {
+    pub(crate) fn tripped(&self) -> Option<Error> {
         self.tripped
             .lock()
             .unwrap_or_else(|p| p.into_inner())

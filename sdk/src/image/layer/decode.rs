@@ -128,7 +128,7 @@ impl From<Error> for LayerFailure {
 
 impl OpenLayer {
     /// Opens the decode chain over a cached blob.
-    pub fn open(
+    pub(crate) fn open(
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
@@ -171,7 +171,7 @@ impl OpenLayer {
     }
 
     /// Opens an uncompressed tar stream that has no blob to verify (listing an archive).
-    pub fn uncompressed(
+    pub(crate) fn uncompressed(
         reader: Box<dyn Read>,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
@@ -192,12 +192,12 @@ impl OpenLayer {
     }
 
     /// The tar reader, for reading entries.
-    pub fn tar(&mut self) -> &mut TarReader<Guarded<Box<dyn Read>>> {
+    pub(crate) fn tar(&mut self) -> &mut TarReader<Guarded<Box<dyn Read>>> {
         &mut self.tar
     }
 
     /// Reads the rest of the stream and checks the blob digest and the diff_id.
-    pub fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
+    pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
         let mut rest = self.tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
         drop(rest);

@@ -189,7 +189,7 @@ async fn error_response(resp: reqwest::Response, url: &str) -> Failure {
 impl Transport {
     /// HTTP to `registry` (`host[:port]`) over `http` or https, with `auth`; redirects and token
     /// realms limited to `allowed` (normalised hosts; empty: any).
-    pub fn new(
+    pub(super) fn new(
         registry: &str,
         plain_http: bool,
         auth: RegistryAuth,
@@ -236,7 +236,7 @@ impl Transport {
 
     /// GET of a manifest: its bytes and the `Docker-Content-Digest` header, if any. Over
     /// `max_bytes` (0: [`MANIFEST_CEILING`]) is RESOURCE_EXHAUSTED, never read whole.
-    pub async fn manifest(
+    pub(super) async fn manifest(
         &self,
         repo: &str,
         reference: &str,
@@ -267,7 +267,7 @@ impl Transport {
     }
 
     /// GET of a blob from byte `offset` on (always a Range request): the response, 200 or 206.
-    pub async fn blob(
+    pub(super) async fn blob(
         &self,
         repo: &str,
         digest: &str,
