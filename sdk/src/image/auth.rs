@@ -30,7 +30,7 @@ impl Credentials {
 }
 
 impl Credentials {
-    /// The credentials as a [`Input::Registry`](crate::Input::Registry) scanner gets them.
+    /// The credentials as a [`Input::Remote`](crate::Input::Remote) scanner gets them.
     pub(crate) fn to_registry_credentials(&self) -> RegistryCredentials {
         match &self.auth {
             RegistryAuth::Anonymous => RegistryCredentials::Anonymous,

@@ -53,7 +53,7 @@ pub(super) struct Run<'a> {
     pub(super) session: Arc<Session>,
     pub(super) scanner: Arc<dyn Scanner>,
     pub(super) target: Target,
-    /// The caller's credentials, for [`Input::Registry`] scanners (the session has its own).
+    /// The caller's credentials, for [`Input::Remote`] scanners (the session has its own).
     pub(super) credentials: Credentials,
     pub(super) platform: Option<Platform>,
     pub(super) ctx: ScanContext,
@@ -299,7 +299,7 @@ impl Run<'_> {
                 self.cached_image_result(&leaf.digest, kind, &ctx, self.scan_whole(image, &ctx))
                     .await?
             }
-            Input::Registry => {
+            Input::Remote => {
                 let remote = RemoteLeaf {
                     leaf,
                     config_digest: &config_digest,

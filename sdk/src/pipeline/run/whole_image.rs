@@ -1,6 +1,6 @@
 //! Whole-image scans: a verified OCI layout, optionally with an unpacked rootfs
 //! ([`Input::WholeImage`](crate::plugin::Input::WholeImage)), or a digest-pinned reference the engine pulls itself
-//! ([`Input::Registry`](crate::plugin::Input::Registry)); both through the whole-image result cache.
+//! ([`Input::Remote`](crate::plugin::Input::Remote)); both through the whole-image result cache.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -286,7 +286,7 @@ impl Run<'_> {
         .map_err(|e| Error::internal(format!("unpack thread failed: {e}")))
     }
 
-    /// Remote scan ([`Input::Registry`](crate::plugin::Input::Registry)): the engine pulls the digest-pinned image itself, through
+    /// Remote scan ([`Input::Remote`](crate::plugin::Input::Remote)): the engine pulls the digest-pinned image itself, through
     /// the whole-image result cache.
     pub(super) async fn scan_remote(
         &self,
@@ -311,6 +311,8 @@ impl Run<'_> {
             ));
             self.scanner.scan_remote_image(&image, ctx).await
         };
+        // The cache key's input kind keeps the variant's old name: renaming it would only void
+        // the caches.
         self.cached_image_result(&leaf.digest, "registry", ctx, scan)
             .await
     }
