@@ -21,6 +21,7 @@ use super::auth::Credentials;
 use super::manifest;
 use super::reference::{ImageRef, Target, digest_hex};
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::metrics::{Metrics, Pulled};
 use transport::{Failure, Transport};
 
@@ -149,16 +150,22 @@ impl Session {
         self.metrics.pulled(Pulled::Manifest, body.len() as u64);
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         if reference.starts_with("sha256:") && digest != reference {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash {digest} does not match"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: reference.to_string(),
+                actual: digest,
+            }
+            .into());
         }
         if let Some(h) = header.filter(|h| h.starts_with("sha256:"))
             && h != digest
         {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash {digest} does not match its Docker-Content-Digest"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: format!("its Docker-Content-Digest {h}"),
+                actual: digest,
+            }
+            .into());
         }
         Ok((body.to_vec(), digest))
     }
@@ -184,7 +191,10 @@ impl Session {
                 .mode(0o600)
                 .open(dest)
         }
-        .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", dest.display())))?;
+        .map_err(|source| ImageError::Storage {
+            context: format!("cannot create {}", dest.display()),
+            source,
+        })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
         let mut received: u64 = 0;
@@ -209,20 +219,27 @@ impl Session {
         let written = writer
             .await
             .map_err(|e| Error::internal(format!("blob writer thread failed: {e}")))?
-            .map_err(|e| {
-                Error::resource_exhausted(format!("cannot write {}: {e}", dest.display()))
+            .map_err(|source| ImageError::Storage {
+                context: format!("cannot write {}", dest.display()),
+                source,
             });
         outcome?;
         let (actual, count) = written?;
         if count != size {
-            return Err(Error::data_loss(format!(
-                "{what}: received {count} bytes but the descriptor says {size}"
-            )));
+            return Err(ImageError::SizeMismatch {
+                what,
+                expected: size,
+                actual: count,
+            }
+            .into());
         }
         if actual != digest_hex(digest) {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash sha256:{actual} does not match"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual: format!("sha256:{actual}"),
+            }
+            .into());
         }
         Ok(())
     }
@@ -367,7 +384,7 @@ fn writer_gone() -> Error {
 }
 
 fn cancelled() -> Error {
-    Error::Cancelled("scan cancelled".into())
+    ImageError::Cancelled.into()
 }
 
 /// Sleeps, returning true if cancelled first.

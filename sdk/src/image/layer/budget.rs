@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::limits::Limits;
 
 /// Image-wide counters for the limits, shared by all layers of one image.
@@ -43,10 +44,11 @@ impl Budget {
     /// Checks one file's size.
     pub(crate) fn check_file(&self, size: u64, path: &str) -> Result<(), Error> {
         if self.limits.max_file_bytes > 0 && size > self.limits.max_file_bytes {
-            return Err(Error::resource_exhausted(format!(
-                "file {path} is {size} bytes, over the limit of {}",
-                self.limits.max_file_bytes
-            )));
+            return Err(ImageError::Limit {
+                what: format!("file {path} is {size} bytes"),
+                max: self.limits.max_file_bytes,
+            }
+            .into());
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RANGE, WWW_AUTHENTICATE};
 
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::image::reference::normalize_host;
 
 /// Bytes of an error response read to find its OCI error codes.
@@ -140,10 +141,14 @@ fn request_failure(e: reqwest::Error) -> Failure {
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(r) = s.downcast_ref::<RedirectRefused>() {
-            return Failure::Refused(Error::PermissionDenied(format!(
-                "the registry redirected to {}, which is not in this plugin's allowed registries",
-                r.0
-            )));
+            return Failure::Refused(
+                ImageError::NotAllowed(format!(
+                    "the registry redirected to {}, which is not in this plugin's allowed \
+                     registries",
+                    r.0
+                ))
+                .into(),
+            );
         }
         source = s.source();
     }
@@ -344,10 +349,13 @@ impl Transport {
                 )));
             }
             if !allowed_url(&self.allowed, &url) {
-                return Err(Failure::Refused(Error::PermissionDenied(format!(
-                    "the registry's token realm {} is not in this plugin's allowed registries",
-                    host_of(&url).unwrap_or_default()
-                ))));
+                return Err(Failure::Refused(
+                    ImageError::NotAllowed(format!(
+                        "the registry's token realm {} is not in this plugin's allowed registries",
+                        host_of(&url).unwrap_or_default()
+                    ))
+                    .into(),
+                ));
             }
         }
         let mut state = self.state.lock().await;

@@ -23,6 +23,7 @@ use crate::context::{Phase, ProgressEvent, ScanContext};
 use crate::error::Error;
 use crate::image::auth::Credentials;
 use crate::image::cache::{BlobCache, BlobHandle};
+use crate::image::error::Error as ImageError;
 use crate::image::layer::Budget;
 use crate::image::manifest::{
     Descriptor, ImageConfig, LayerFormat, ManifestDoc, PlatformSpec, has_image_layers,
@@ -234,10 +235,14 @@ impl Run<'_> {
             .fetch_add(total, Ordering::Relaxed)
             .saturating_add(total);
         if limits.max_image_bytes > 0 && total > limits.max_image_bytes {
-            return Err(Error::resource_exhausted(format!(
-                "image {} brings the request to {total} bytes compressed, over the limit of {}",
-                leaf.digest, limits.max_image_bytes
-            )));
+            return Err(ImageError::Limit {
+                what: format!(
+                    "image {} brings the request to {total} bytes compressed",
+                    leaf.digest
+                ),
+                max: limits.max_image_bytes,
+            }
+            .into());
         }
         // An image is a manifest with image layers, whatever its config media type says (an
         // artifact type must not hide runnable layers from the scan).
@@ -249,10 +254,11 @@ impl Run<'_> {
         }
         let (config_digest, config_size) = blob_digest(config, "image config")?;
         if limits.max_manifest_bytes > 0 && config_size > limits.max_manifest_bytes {
-            return Err(Error::resource_exhausted(format!(
-                "image config {config_digest} is {config_size} bytes, over the limit of {}",
-                limits.max_manifest_bytes
-            )));
+            return Err(ImageError::Limit {
+                what: format!("image config {config_digest} is {config_size} bytes"),
+                max: limits.max_manifest_bytes,
+            }
+            .into());
         }
         let quiet = Arc::new(Progress::new(
             crate::context::ProgressSink::disabled(),

@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 
 use super::{Leaf, Run, blob_digest};
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::image::manifest::{
     DOCKER_LIST, DocKind, ManifestDoc, OCI_INDEX, has_image_layers, is_unknown_platform,
     platform_rank,
@@ -95,11 +96,11 @@ impl Run<'_> {
             let limits = *self.limits();
             let entries = index.manifests.as_deref().unwrap_or_default();
             if limits.max_index_entries > 0 && entries.len() > limits.max_index_entries as usize {
-                return Err(Error::resource_exhausted(format!(
-                    "index lists {} entries, over the limit of {}",
-                    entries.len(),
-                    limits.max_index_entries
-                )));
+                return Err(ImageError::Limit {
+                    what: format!("index lists {} entries", entries.len()),
+                    max: u64::from(limits.max_index_entries),
+                }
+                .into());
             }
             for entry in entries {
                 let child_is_index =
@@ -134,10 +135,11 @@ impl Run<'_> {
                     )));
                 }
                 if limits.max_manifest_bytes > 0 && size > limits.max_manifest_bytes {
-                    return Err(Error::resource_exhausted(format!(
-                        "manifest {digest} is {size} bytes, over the limit of {}",
-                        limits.max_manifest_bytes
-                    )));
+                    return Err(ImageError::Limit {
+                        what: format!("manifest {digest} is {size} bytes"),
+                        max: limits.max_manifest_bytes,
+                    }
+                    .into());
                 }
                 let (bytes, got) = self
                     .session
