@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidescan_proto::v1::{Platform, Severity};
 
 /// Exit codes, shown after `--help`.
-pub const EXIT_CODES: &str = "\
+pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  done: no finding at or above --fail-on and the report complete (or --allow-incomplete),
      or no --fail-on; health: SERVING
@@ -19,7 +19,7 @@ Exit codes:
 /// Call a sidescan.v1 scanner plugin: describe it, check its health, or scan an image.
 #[derive(Debug, Parser)]
 #[command(name = "sidescan", version, after_help = EXIT_CODES)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Connection flags shared by every subcommand.
     #[command(flatten)]
     pub common: Common,
@@ -31,7 +31,7 @@ pub struct Cli {
 /// Flags shared by every subcommand.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Plugin connection (any subcommand)")]
-pub struct Common {
+pub(crate) struct Common {
     /// Plugin URL: http://HOST:PORT, https://HOST:PORT or unix:/PATH/TO.sock.
     #[arg(long, global = true, value_name = "URL")]
     pub plugin: Option<String>,
@@ -74,7 +74,7 @@ pub struct Common {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Show the plugin's name, version, API version, capabilities, features, limits and
     /// properties.
     #[command(after_help = EXIT_CODES)]
@@ -94,7 +94,7 @@ pub enum Command {
 
 /// A string that is never printed (passwords, tokens).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
+pub(crate) struct Secret(pub String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,7 +108,7 @@ fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
 
 /// Flags of `scan`.
 #[derive(Debug, Args)]
-pub struct ScanArgs {
+pub(crate) struct ScanArgs {
     /// Image reference: HOST[:PORT]/REPO[:TAG][@DIGEST], or REPO[:TAG][@DIGEST] relative to
     /// --registry.
     pub image: String,
@@ -176,7 +176,7 @@ pub struct ScanArgs {
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable tables.
     Table,
     /// The response message in the proto3 canonical JSON mapping.
@@ -185,7 +185,7 @@ pub enum Format {
 
 /// Which scan RPC to call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RpcMode {
+pub(crate) enum RpcMode {
     /// ScanImageStream when stderr is a terminal, ScanImage otherwise.
     Auto,
     /// Always ScanImage.
@@ -196,7 +196,7 @@ pub enum RpcMode {
 
 /// `--fail-on` values (Harbor's severities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum SeverityArg {
+pub(crate) enum SeverityArg {
     /// Unknown.
     Unknown,
     /// Negligible.
@@ -213,7 +213,7 @@ pub enum SeverityArg {
 
 impl SeverityArg {
     /// The proto severity.
-    pub fn to_proto(self) -> Severity {
+    pub(crate) fn to_proto(self) -> Severity {
         match self {
             SeverityArg::Unknown => Severity::Unknown,
             SeverityArg::Negligible => Severity::Negligible,
@@ -233,7 +233,7 @@ fn platform_part(part: &str) -> bool {
 }
 
 /// Parses `OS/ARCH[/VARIANT]`.
-pub fn parse_platform(text: &str) -> Result<Platform, String> {
+pub(crate) fn parse_platform(text: &str) -> Result<Platform, String> {
     let parts: Vec<&str> = text.split('/').collect();
     if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| platform_part(p)) {
         return Err(format!(
@@ -249,7 +249,7 @@ pub fn parse_platform(text: &str) -> Result<Platform, String> {
 }
 
 /// Parses `KEY=VALUE` (the key non-empty).
-pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))

@@ -5,7 +5,7 @@ use sidescan_proto::v1::{ReportStatus, ScanResponse};
 
 /// What makes a response incomplete.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incomplete {
+pub(crate) struct Incomplete {
     /// Notice codes of the primary report with the occurrences they stand for, most first.
     pub by_code: Vec<(String, u64)>,
     /// Requested report types that failed.
@@ -14,13 +14,13 @@ pub struct Incomplete {
 
 impl Incomplete {
     /// Occurrences over all notices (a notice's `count`, 0 counting as 1).
-    pub fn notices(&self) -> u64 {
+    pub(crate) fn notices(&self) -> u64 {
         self.by_code.iter().map(|(_, n)| n).sum()
     }
 
     /// The stderr line, e.g.
     /// `incomplete: 2 notices (unsafe-path-skipped x1, file-too-large x1)`.
-    pub fn line(&self, allowed: bool) -> String {
+    pub(crate) fn line(&self, allowed: bool) -> String {
         let mut parts = Vec::new();
         let notices = self.notices();
         if notices > 0 || self.failed_reports == 0 {
@@ -55,7 +55,7 @@ fn plural(n: u64) -> &'static str {
 
 /// `Some` when the response is incomplete: its primary report has notices or says
 /// `summary.incomplete`, or a requested report type failed.
-pub fn incompleteness(response: &ScanResponse) -> Option<Incomplete> {
+pub(crate) fn incompleteness(response: &ScanResponse) -> Option<Incomplete> {
     let mut by_code: Vec<(String, u64)> = Vec::new();
     let mut flagged = false;
     if let Some(report) = &response.report {
@@ -83,7 +83,7 @@ pub fn incompleteness(response: &ScanResponse) -> Option<Incomplete> {
 
 /// Sets `summary.incomplete` and `summary.notice_count` from the notices when a plugin (an older
 /// SDK, another language) left them unset, so the JSON output shows it too. Never clears them.
-pub fn mark_incomplete(response: &mut ScanResponse) {
+pub(crate) fn mark_incomplete(response: &mut ScanResponse) {
     let Some(report) = response.report.as_mut() else {
         return;
     };

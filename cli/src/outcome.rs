@@ -42,7 +42,7 @@ impl From<Outcome> for ExitCode {
 
 /// Everything that ends a run with exit code 2.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Bad flags or flag combinations detected after parsing.
     #[error("{0}")]
     Usage(String),
@@ -77,7 +77,7 @@ fn client_message(err: &ClientError) -> String {
 impl CliError {
     /// The line printed on stderr: `error: <CODE>: <message>` for RPC and connection failures,
     /// `error: <message>` for local problems.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!("error: {self}")
     }
 }
@@ -91,7 +91,7 @@ fn rank(severity: i32) -> i32 {
 }
 
 /// True when the report has a finding at or above `threshold`.
-pub fn fails_threshold(report: &ScanReport, threshold: Severity) -> bool {
+pub(crate) fn fails_threshold(report: &ScanReport, threshold: Severity) -> bool {
     let threshold = threshold as i32;
     let from_summary = report
         .summary
@@ -107,7 +107,7 @@ pub fn fails_threshold(report: &ScanReport, threshold: Severity) -> bool {
 }
 
 /// Error lines for the requested report types that failed (one line each).
-pub fn failed_reports(response: &ScanResponse) -> Vec<String> {
+pub(crate) fn failed_reports(response: &ScanResponse) -> Vec<String> {
     response
         .reports
         .iter()
@@ -126,7 +126,7 @@ pub fn failed_reports(response: &ScanResponse) -> Vec<String> {
 /// `FindingsAtOrAbove` when `--fail-on` is met, else `Incomplete` when `--fail-on` is given and
 /// the report is incomplete without `--allow-incomplete`, else `Done`. Without `--fail-on` an
 /// incomplete report exits 0 (the caller still prints the incomplete line).
-pub fn scan_outcome(
+pub(crate) fn scan_outcome(
     response: &ScanResponse,
     fail_on: Option<Severity>,
     allow_incomplete: bool,

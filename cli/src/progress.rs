@@ -6,13 +6,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sidescan_proto::v1::{Progress, ScanPhase};
 
 /// A progress bar on stderr fed by `Progress` events.
-pub struct ProgressView {
+pub(crate) struct ProgressView {
     bar: ProgressBar,
     bytes_mode: Option<bool>,
 }
 
 /// The phase as a lower-case word.
-pub fn phase_name(phase: i32) -> &'static str {
+pub(crate) fn phase_name(phase: i32) -> &'static str {
     match ScanPhase::try_from(phase) {
         Ok(ScanPhase::Queued) => "queued",
         Ok(ScanPhase::Resolving) => "resolving",
@@ -24,7 +24,7 @@ pub fn phase_name(phase: i32) -> &'static str {
 }
 
 /// The text next to the bar: phase, layers and the plugin's note.
-pub fn progress_message(p: &Progress) -> String {
+pub(crate) fn progress_message(p: &Progress) -> String {
     let mut message = format!("{:<11}", phase_name(p.phase));
     if p.layers_total > 0 {
         message.push_str(&format!(" layers {}/{}", p.layers_done, p.layers_total));
@@ -38,7 +38,7 @@ pub fn progress_message(p: &Progress) -> String {
 
 impl ProgressView {
     /// Starts a spinner on stderr.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(spinner_style());
         bar.set_message("connecting");
@@ -50,7 +50,7 @@ impl ProgressView {
     }
 
     /// Shows one event.
-    pub fn update(&mut self, p: &Progress) {
+    pub(crate) fn update(&mut self, p: &Progress) {
         let bytes = p.bytes_total > 0;
         if self.bytes_mode != Some(bytes) {
             self.bar
@@ -65,7 +65,7 @@ impl ProgressView {
     }
 
     /// Removes the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

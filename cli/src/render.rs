@@ -24,7 +24,10 @@ const TITLE_WIDTH: usize = 60;
 
 /// Renders `message` (whose protobuf full name is `full_name`) in the proto3 canonical JSON
 /// mapping, pretty-printed, with a final newline.
-pub fn canonical_json<M: prost::Message>(message: &M, full_name: &str) -> Result<String, CliError> {
+pub(crate) fn canonical_json<M: prost::Message>(
+    message: &M,
+    full_name: &str,
+) -> Result<String, CliError> {
     let pool = DescriptorPool::decode(sidescan_proto::FILE_DESCRIPTOR_SET)
         .map_err(|e| CliError::Render(e.to_string()))?;
     let descriptor = pool
@@ -48,7 +51,7 @@ fn table(header: &[&str]) -> Table {
 }
 
 /// `SEVERITY_HIGH` → `HIGH`.
-pub fn severity_name(severity: i32) -> &'static str {
+pub(crate) fn severity_name(severity: i32) -> &'static str {
     match Severity::try_from(severity) {
         Ok(Severity::Unspecified) | Err(_) => "UNSPECIFIED",
         Ok(Severity::Unknown) => "UNKNOWN",
@@ -72,7 +75,7 @@ fn kind_name(kind: i32) -> &'static str {
 }
 
 /// `linux/arm64/v8`.
-pub fn platform_string(p: &Platform) -> String {
+pub(crate) fn platform_string(p: &Platform) -> String {
     let mut s = format!("{}/{}", p.os, p.architecture);
     if !p.variant.is_empty() {
         s.push('/');
@@ -82,7 +85,7 @@ pub fn platform_string(p: &Platform) -> String {
 }
 
 /// Cuts `text` to `width` characters (on a character boundary), marking the cut with `…`.
-pub fn truncate(text: &str, width: usize) -> String {
+pub(crate) fn truncate(text: &str, width: usize) -> String {
     let text = text.lines().next().unwrap_or("").trim();
     if text.chars().count() <= width {
         text.to_string()
@@ -146,7 +149,7 @@ fn versions(f: &ScanVulnerability) -> String {
 }
 
 /// The readable scan report. `saved` lists the documents written by `--output-dir`.
-pub fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> String {
+pub(crate) fn scan_table(response: &ScanResponse, saved: &[(String, PathBuf)]) -> String {
     let mut out = String::new();
     let empty = ScanReport::default();
     let report = response.report.as_ref().unwrap_or(&empty);
@@ -310,7 +313,7 @@ fn document_cell(r: &TypedReport, saved: &[(String, PathBuf)]) -> String {
 }
 
 /// The readable plugin description.
-pub fn metadata_table(md: &GetMetadataResponse) -> String {
+pub(crate) fn metadata_table(md: &GetMetadataResponse) -> String {
     let mut out = String::new();
     let scanner = md.scanner.clone().unwrap_or_default();
     let _ = writeln!(out, "Name:        {}", scanner.name);
@@ -408,7 +411,7 @@ pub fn metadata_table(md: &GetMetadataResponse) -> String {
 
 /// A file name for a report document: the MIME type without `application/`, `vnd.security.`,
 /// parameters and `+json`, then an extension from the document's media type.
-pub fn document_file_name(report: &TypedReport) -> String {
+pub(crate) fn document_file_name(report: &TypedReport) -> String {
     let essence = report.mime_type.split(';').next().unwrap_or("").trim();
     let essence = essence.strip_prefix("application/").unwrap_or(essence);
     let essence = essence.strip_prefix("vnd.security.").unwrap_or(essence);
@@ -439,7 +442,7 @@ pub fn document_file_name(report: &TypedReport) -> String {
 
 /// Writes every succeeded typed report document into `dir` (created if missing) and returns
 /// (MIME type, file) pairs.
-pub fn save_documents(
+pub(crate) fn save_documents(
     response: &ScanResponse,
     dir: &Path,
 ) -> Result<Vec<(String, PathBuf)>, CliError> {

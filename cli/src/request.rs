@@ -15,7 +15,7 @@ use crate::args::{ScanArgs, Secret};
 /// `--username` + `--password` give `Basic base64(user:password)`, `--token` gives
 /// `Bearer TOKEN`; empty values count as absent. Mixing the two, or half a user/password
 /// pair, is an error.
-pub fn authorization(
+pub(crate) fn authorization(
     username: Option<&str>,
     password: Option<&Secret>,
     token: Option<&Secret>,
@@ -49,7 +49,7 @@ pub fn authorization(
 }
 
 /// Expands a report-type alias (`vulnerability`, `malware`, `sbom`) or checks a MIME type.
-pub fn report_type(text: &str) -> Result<String, String> {
+pub(crate) fn report_type(text: &str) -> Result<String, String> {
     let text = text.trim();
     match text.to_ascii_lowercase().as_str() {
         "vulnerability" | "vuln" => Ok(mime::VULNERABILITY_REPORT.to_string()),
@@ -64,7 +64,7 @@ pub fn report_type(text: &str) -> Result<String, String> {
 
 /// Builds the request; `default_registry` is the plugin config's `zot-addr`, used when
 /// `--registry` is not given.
-pub fn build_scan_request(
+pub(crate) fn build_scan_request(
     args: &ScanArgs,
     default_registry: Option<&str>,
 ) -> Result<ScanRequest, String> {

@@ -157,11 +157,10 @@ fn check_report(report: &ScanReport) -> Result<(), String> {
     Ok(())
 }
 
+/// `MAJOR.MINOR.PATCH[-pre][+build]` as Semantic Versioning 2.0.0 defines it (a leading `v` is
+/// tolerated).
 fn is_semver(version: &str) -> bool {
-    let re = regex::Regex::new(
-        r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$",
-    );
-    re.is_ok_and(|re| re.is_match(version))
+    semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).is_ok()
 }
 
 impl Ctx {
@@ -1760,18 +1759,12 @@ async fn fail_closed(
 /// Appends unknown fields (a varint with field number 1000 and a string with 1001), as a newer
 /// host would send them.
 fn with_unknown_fields(mut bytes: Vec<u8>) -> Vec<u8> {
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    varint(1000 << 3, &mut bytes);
-    varint(42, &mut bytes);
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    encode_key(1000, WireType::Varint, &mut bytes);
+    encode_varint(42, &mut bytes);
     let text = b"a field from a future version";
-    varint((1001 << 3) | 2, &mut bytes);
-    varint(text.len() as u64, &mut bytes);
+    encode_key(1001, WireType::LengthDelimited, &mut bytes);
+    encode_varint(text.len() as u64, &mut bytes);
     bytes.extend_from_slice(text);
     bytes
 }

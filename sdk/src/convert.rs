@@ -7,7 +7,7 @@ use crate::context::{Phase, ProgressEvent};
 use crate::model::{Cvss, Finding, FindingKind, Notice, Platform, Severity};
 
 /// `Severity` → `sidescan.v1.Severity`.
-pub fn severity_to_proto(severity: Severity) -> pb::Severity {
+pub(crate) fn severity_to_proto(severity: Severity) -> pb::Severity {
     match severity {
         Severity::Unknown => pb::Severity::Unknown,
         Severity::Negligible => pb::Severity::Negligible,
@@ -19,7 +19,8 @@ pub fn severity_to_proto(severity: Severity) -> pb::Severity {
 }
 
 /// `sidescan.v1.Severity` → `Severity`; `None` for UNSPECIFIED or an unknown number.
-pub fn severity_from_proto(value: i32) -> Option<Severity> {
+#[cfg(test)]
+pub(crate) fn severity_from_proto(value: i32) -> Option<Severity> {
     match pb::Severity::try_from(value).ok()? {
         pb::Severity::Unspecified => None,
         pb::Severity::Unknown => Some(Severity::Unknown),
@@ -42,7 +43,7 @@ fn kind_to_proto(kind: FindingKind) -> pb::FindingKind {
 }
 
 /// `Platform` → `sidescan.v1.Platform`.
-pub fn platform_to_proto(platform: &Platform) -> pb::Platform {
+pub(crate) fn platform_to_proto(platform: &Platform) -> pb::Platform {
     pb::Platform {
         os: platform.os.clone(),
         architecture: platform.architecture.clone(),
@@ -62,7 +63,7 @@ fn cvss_to_proto(cvss: &Cvss) -> pb::Cvss {
 }
 
 /// `Finding` → `sidescan.v1.ScanVulnerability`.
-pub fn finding_to_proto(finding: &Finding) -> pb::ScanVulnerability {
+pub(crate) fn finding_to_proto(finding: &Finding) -> pb::ScanVulnerability {
     pb::ScanVulnerability {
         id: finding.id.clone(),
         package: finding.package.clone(),
@@ -91,7 +92,7 @@ pub fn finding_to_proto(finding: &Finding) -> pb::ScanVulnerability {
 }
 
 /// `Notice` → `sidescan.v1.Notice`, standing for one occurrence (`count` 1).
-pub fn notice_to_proto(notice: &Notice) -> pb::Notice {
+pub(crate) fn notice_to_proto(notice: &Notice) -> pb::Notice {
     pb::Notice {
         code: notice.code.clone(),
         message: notice.message.clone(),
@@ -102,7 +103,7 @@ pub fn notice_to_proto(notice: &Notice) -> pb::Notice {
 }
 
 /// `ProgressEvent` → `sidescan.v1.Progress`.
-pub fn progress_to_proto(event: &ProgressEvent) -> pb::Progress {
+pub(crate) fn progress_to_proto(event: &ProgressEvent) -> pb::Progress {
     let phase = match event.phase {
         Phase::Queued => pb::ScanPhase::Queued,
         Phase::Resolving => pb::ScanPhase::Resolving,
@@ -122,7 +123,7 @@ pub fn progress_to_proto(event: &ProgressEvent) -> pb::Progress {
 
 /// `sidescan.v1.Platform` → `Platform`, validating it: `None` when unset or all empty;
 /// INVALID_ARGUMENT when os or architecture is missing or malformed.
-pub fn platform_from_proto(
+pub(crate) fn platform_from_proto(
     platform: Option<&pb::Platform>,
 ) -> Result<Option<Platform>, crate::Error> {
     let Some(p) = platform else { return Ok(None) };

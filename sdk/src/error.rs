@@ -7,7 +7,11 @@ use tonic::Code;
 /// Each variant is one row of the status-code table in `proto/sidescan/v1/scan.proto`; the
 /// [`From<Error> for tonic::Status`](#impl-From<Error>-for-Status) impl is the only place where
 /// errors become status codes. Plugins build these with the constructor functions
-/// ([`Error::unavailable`], ...) or the variants directly.
+/// ([`Error::unavailable`], ...; one per variant) or the variants directly.
+///
+/// Inside the SDK, the image layer (pulls, verification, layers, caches) raises its own errors
+/// named by cause; their one mapping to this enum is `From<image::Error> for Error`, documented
+/// with a table in `sdk/src/image/error.rs`. Messages carry the cause's source chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// Malformed reference, digest, platform, unknown report type or bad option.
@@ -55,6 +59,14 @@ impl Error {
     pub fn not_found(msg: impl Into<String>) -> Self {
         Self::NotFound(msg.into())
     }
+    /// An [`Error::Unauthenticated`].
+    pub fn unauthenticated(msg: impl Into<String>) -> Self {
+        Self::Unauthenticated(msg.into())
+    }
+    /// An [`Error::PermissionDenied`].
+    pub fn permission_denied(msg: impl Into<String>) -> Self {
+        Self::PermissionDenied(msg.into())
+    }
     /// An [`Error::Unavailable`].
     pub fn unavailable(msg: impl Into<String>) -> Self {
         Self::Unavailable(msg.into())
@@ -70,6 +82,14 @@ impl Error {
     /// An [`Error::ResourceExhausted`].
     pub fn resource_exhausted(msg: impl Into<String>) -> Self {
         Self::ResourceExhausted(msg.into())
+    }
+    /// An [`Error::DeadlineExceeded`].
+    pub fn deadline_exceeded(msg: impl Into<String>) -> Self {
+        Self::DeadlineExceeded(msg.into())
+    }
+    /// An [`Error::Cancelled`].
+    pub fn cancelled(msg: impl Into<String>) -> Self {
+        Self::Cancelled(msg.into())
     }
     /// An [`Error::Internal`].
     pub fn internal(msg: impl Into<String>) -> Self {

@@ -133,7 +133,7 @@ pub struct ImageInput {
     pub platform: Option<Platform>,
 }
 
-/// An image the SDK resolved but did not download, for [`crate::Input::Registry`] scanners: the
+/// An image the SDK resolved but did not download, for [`crate::Input::Remote`] scanners: the
 /// engine pulls it itself, by digest, with the caller's credentials.
 ///
 /// The SDK has checked the request (allowlist, reference), fetched and verified the manifest (and

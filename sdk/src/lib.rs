@@ -40,16 +40,20 @@
 
 pub mod archive;
 pub mod context;
-pub mod convert;
+pub(crate) mod convert;
 pub mod error;
 mod image;
 pub mod input;
 pub mod limits;
 mod metrics;
 pub mod model;
+// Not part of the plugin API: the pipeline is public, hidden, for the SDK's and the workspace's
+// end-to-end tests and benchmarks, which drive it without a gRPC server. Its items may change in
+// any release.
+#[doc(hidden)]
 pub mod pipeline;
 pub mod plugin;
-pub mod report;
+pub(crate) mod report;
 pub mod server;
 
 pub use async_trait::async_trait;

@@ -182,7 +182,7 @@ impl Metrics {
             "sidescan_registry_pulled",
             "Bytes the SDK received from registries, by kind: blob (layers, configs, artifact \
              blobs, retried ranges included) or manifest; not what an engine that pulls images \
-             itself (Input::Registry) fetches",
+             itself (Input::Remote) fetches",
             Unit::Bytes,
             pulled.clone(),
         );

@@ -1,7 +1,7 @@
 //! Domain types a plugin works with: findings, notices, platforms, report documents.
 //!
-//! These are plain Rust types, not prost messages; [`crate::convert`] is where they become
-//! `sidescan.v1` messages.
+//! These are plain Rust types, not prost messages; the SDK converts them into
+//! `sidescan.v1` messages (its private `convert` module).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -55,7 +55,18 @@ pub enum Input {
     /// itself. For engines whose own pull overlaps download and analysis (Trivy): faster on a
     /// first scan, but the layers bypass the SDK's verification, limits and blob cache, and the
     /// credentials reach the engine. The whole-image result cache applies as for `WholeImage`.
-    Registry,
+    Remote,
+}
+
+/// The error of a default scan method: the plugin's [`Scanner::input`] selects `method`, which it
+/// does not implement. Default methods cannot be detected when the server starts (Rust has no
+/// reflection on trait impls, and calling a plugin's real scan method with a dummy input would
+/// run its engine), so the mismatch surfaces at the first scan, as INTERNAL with this message.
+fn not_implemented(method: &str, input: Input) -> Error {
+    Error::internal(format!(
+        "plugin bug: its input() is Input::{input:?}, which the SDK feeds through \
+         Scanner::{method}, but the plugin does not implement Scanner::{method}"
+    ))
 }
 
 /// Whether a scanner's engine can scan right now.
@@ -108,39 +119,40 @@ pub trait Scanner: Send + Sync + 'static {
     }
 
     /// Scans one layer by walking its entries ([`Input::PerLayer`] scanners).
+    ///
+    /// The SDK calls only the scan method its [`input`](Scanner::input) selects. The defaults of
+    /// `scan_layer`, `scan_image` and `scan_remote_image` are reached only when a plugin's
+    /// `input()` names a method it does not implement: they fail the scan with INTERNAL (a bug in
+    /// the plugin, not in the request) and a message naming the mismatch.
     async fn scan_layer(
         &self,
         layer: &mut Layer,
         ctx: &ScanContext,
     ) -> Result<ScanFindings, Error> {
         let _ = (layer, ctx);
-        Err(Error::failed_precondition(
-            "this scanner does not scan layers one by one",
-        ))
+        Err(not_implemented("scan_layer", self.input()))
     }
 
-    /// Scans a whole image ([`Input::WholeImage`] scanners).
+    /// Scans a whole image ([`Input::WholeImage`] scanners). The default is a plugin bug: see
+    /// [`scan_layer`](Scanner::scan_layer).
     async fn scan_image(
         &self,
         image: &ImageInput,
         ctx: &ScanContext,
     ) -> Result<ScanFindings, Error> {
         let _ = (image, ctx);
-        Err(Error::failed_precondition(
-            "this scanner does not scan whole images",
-        ))
+        Err(not_implemented("scan_image", self.input()))
     }
 
-    /// Scans an image the engine pulls itself ([`Input::Registry`] scanners).
+    /// Scans an image the engine pulls itself ([`Input::Remote`] scanners). The default is a
+    /// plugin bug: see [`scan_layer`](Scanner::scan_layer).
     async fn scan_remote_image(
         &self,
         image: &RemoteImage,
         ctx: &ScanContext,
     ) -> Result<ScanFindings, Error> {
         let _ = (image, ctx);
-        Err(Error::failed_precondition(
-            "this scanner does not pull images itself",
-        ))
+        Err(not_implemented("scan_remote_image", self.input()))
     }
 
     /// Scans one blob of a non-image OCI artifact (e.g. a plugin or rule file distributed through
@@ -154,5 +166,48 @@ pub trait Scanner: Send + Sync + 'static {
         Err(Error::failed_precondition(
             "this scanner does not scan non-image artifacts",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::RegistryCredentials;
+
+    /// A remote scanner that forgot to implement `scan_remote_image`.
+    struct Forgetful;
+
+    #[async_trait]
+    impl Scanner for Forgetful {
+        fn info(&self) -> ScannerInfo {
+            ScannerInfo::default()
+        }
+        fn input(&self) -> Input {
+            Input::Remote
+        }
+    }
+
+    #[tokio::test]
+    async fn a_default_scan_method_is_an_internal_error_naming_the_mismatch() {
+        let image = RemoteImage {
+            registry: "r".into(),
+            repository: "x".into(),
+            manifest_digest: String::new(),
+            plain_http: false,
+            credentials: RegistryCredentials::Anonymous,
+            config_digest: String::new(),
+            layers: Vec::new(),
+            platform: None,
+        };
+        let err = Forgetful
+            .scan_remote_image(&image, &ScanContext::new("r", std::env::temp_dir()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Internal);
+        assert!(
+            err.message().contains("Input::Remote")
+                && err.message().contains("Scanner::scan_remote_image"),
+            "{err}"
+        );
     }
 }

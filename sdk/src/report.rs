@@ -11,7 +11,9 @@ use sidescan_proto::v1 as pb;
 mod bounds;
 mod documents;
 
-pub use bounds::{MAX_RESPONSE_BYTES, NOTICES_PER_CODE};
+pub(crate) use bounds::MAX_RESPONSE_BYTES;
+#[cfg(test)]
+use bounds::NOTICES_PER_CODE;
 
 use crate::convert::{finding_to_proto, notice_to_proto, platform_to_proto, severity_to_proto};
 use crate::error::Error;
@@ -22,10 +24,10 @@ use bounds::{CountedNotice, Documents, bound_notices, fit};
 use documents::render_builtin;
 
 /// Report types requested, keyed by normalised MIME type, with their parameters.
-pub type RequestedReports = BTreeMap<String, BTreeMap<String, String>>;
+pub(crate) type RequestedReports = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Sorts findings the way reports list them: most severe first, then by id, path and package.
-pub fn sort_findings(findings: &mut [Finding]) {
+pub(crate) fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         (
             Reverse(a.severity),
@@ -45,7 +47,7 @@ pub fn sort_findings(findings: &mut [Finding]) {
 }
 
 /// Counts findings per severity, fixable findings and the highest severity.
-pub fn summarize(findings: &[Finding]) -> pb::Summary {
+pub(crate) fn summarize(findings: &[Finding]) -> pb::Summary {
     let mut summary = pb::Summary {
         total: u32::try_from(findings.len()).unwrap_or(u32::MAX),
         ..Default::default()
@@ -73,11 +75,11 @@ pub fn summarize(findings: &[Finding]) -> pb::Summary {
 /// Builds the `ScanResponse` for a finished scan: the primary report plus one typed report per
 /// requested MIME type.
 ///
-/// The response is bounded: notices are summarised per code ([`NOTICES_PER_CODE`] kept with
+/// The response is bounded: notices are summarised per code ([`bounds::NOTICES_PER_CODE`] kept with
 /// their paths) and the encoded response stays under [`MAX_RESPONSE_BYTES`], the least severe
 /// findings left out with a `findings-truncated` notice when they would not fit. A report with
 /// notices is marked incomplete (`Summary.incomplete`, and in the built-in documents).
-pub fn build_response(
+pub(crate) fn build_response(
     scanner: &ScannerInfo,
     outcome: PipelineOutcome,
     requested: &RequestedReports,
@@ -176,7 +178,7 @@ fn counted_notice_to_proto(counted: &CountedNotice) -> pb::Notice {
 }
 
 /// `ScannerInfo` → `sidescan.v1.Scanner`.
-pub fn scanner_to_proto(scanner: &ScannerInfo) -> pb::Scanner {
+pub(crate) fn scanner_to_proto(scanner: &ScannerInfo) -> pb::Scanner {
     pb::Scanner {
         name: scanner.name.clone(),
         vendor: scanner.vendor.clone(),

@@ -12,18 +12,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Response body type used by the in-process servers.
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// A boxed response future.
-pub type BoxFut = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+pub(crate) type BoxFut = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// A full (non-streaming) body.
-pub fn full(data: impl Into<Bytes>) -> Body {
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into()).map_err(|e| match e {}).boxed()
 }
 
 /// A response with `status`, optional content type and body.
-pub fn response(status: u16, content_type: Option<&str>, data: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn response(
+    status: u16,
+    content_type: Option<&str>,
+    data: impl Into<Bytes>,
+) -> Response<Body> {
     let mut b = Response::builder().status(status);
     if let Some(ct) = content_type {
         b = b.header("content-type", ct);
@@ -32,14 +36,14 @@ pub fn response(status: u16, content_type: Option<&str>, data: impl Into<Bytes>)
 }
 
 /// Running server; stops on drop.
-pub struct HttpServer {
+pub(crate) struct HttpServer {
     addr: SocketAddr,
     rt: Option<tokio::runtime::Runtime>,
 }
 
 impl HttpServer {
     /// Binds 127.0.0.1:0 and serves every request with `handler`.
-    pub fn start<F>(name: &str, handler: F) -> Self
+    pub(crate) fn start<F>(name: &str, handler: F) -> Self
     where
         F: Fn(Request<Incoming>) -> BoxFut + Send + Sync + 'static,
     {
@@ -49,7 +53,7 @@ impl HttpServer {
 
     /// Binds `addr` and serves every request with `handler`; errors when the address cannot
     /// be bound.
-    pub fn start_on<F>(name: &str, addr: SocketAddr, handler: F) -> std::io::Result<Self>
+    pub(crate) fn start_on<F>(name: &str, addr: SocketAddr, handler: F) -> std::io::Result<Self>
     where
         F: Fn(Request<Incoming>) -> BoxFut + Send + Sync + 'static,
     {
@@ -84,7 +88,7 @@ impl HttpServer {
     }
 
     /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }

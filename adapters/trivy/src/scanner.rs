@@ -475,7 +475,7 @@ impl Scanner for TrivyAdapter {
     fn input(&self) -> Input {
         match self.inner.config.image_source {
             ImageSource::Layout => Input::WholeImage { rootfs: false },
-            ImageSource::Registry => Input::Registry,
+            ImageSource::Registry => Input::Remote,
         }
     }
 

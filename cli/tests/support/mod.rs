@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, transport::Server};
 
 /// A request as the plugin saw it.
 #[derive(Clone, Debug)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// `ScanImage` or `ScanImageStream`.
     pub rpc: &'static str,
     /// The request.
@@ -36,14 +36,14 @@ pub struct Seen {
 
 /// The plugin double; it records every scan request.
 #[derive(Clone, Default)]
-pub struct Plugin {
+pub(crate) struct Plugin {
     /// Scan requests in arrival order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Plugin {
     /// The last scan request.
-    pub fn last(&self) -> Seen {
+    pub(crate) fn last(&self) -> Seen {
         self.seen
             .lock()
             .expect("lock")
@@ -251,7 +251,7 @@ impl Scan for Plugin {
 }
 
 /// A server with health (SERVING or NOT_SERVING) and the double.
-pub async fn router(plugin: Plugin, serving: bool) -> tonic::transport::server::Router {
+pub(crate) async fn router(plugin: Plugin, serving: bool) -> tonic::transport::server::Router {
     let (reporter, health) = tonic_health::server::health_reporter();
     let status = if serving {
         tonic_health::ServingStatus::Serving
@@ -267,7 +267,7 @@ pub async fn router(plugin: Plugin, serving: bool) -> tonic::transport::server::
 }
 
 /// Starts the double on 127.0.0.1; its URL and handle.
-pub async fn start(serving: bool) -> (String, Plugin) {
+pub(crate) async fn start(serving: bool) -> (String, Plugin) {
     let plugin = Plugin::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -277,7 +277,7 @@ pub async fn start(serving: bool) -> (String, Plugin) {
 }
 
 /// Runs the `sidescan` binary with `args` and `env` (registry credentials cleared).
-pub async fn sidescan(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn sidescan(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidescan"));
     command
         .args(args)
@@ -291,6 +291,6 @@ pub async fn sidescan(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Bytes as (lossy) text.
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -1,4 +1,4 @@
 //! Plugins the suite is checked against.
 
-pub mod nonconforming;
-pub mod sdk_plugin;
+pub(crate) mod nonconforming;
+pub(crate) mod sdk_plugin;

@@ -24,14 +24,14 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 /// The running bad plugin; stops on drop.
-pub struct BadPlugin {
+pub(crate) struct BadPlugin {
     addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl BadPlugin {
     /// Starts it on 127.0.0.1 (a free port) in the current runtime.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -68,7 +68,7 @@ impl BadPlugin {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }

@@ -65,7 +65,7 @@ struct Args {
 }
 
 /// The running in-process plugin; stops (and removes its temp dir) on drop.
-pub struct SdkPlugin {
+pub(crate) struct SdkPlugin {
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -74,7 +74,7 @@ pub struct SdkPlugin {
 
 impl SdkPlugin {
     /// Starts the plugin with small limits in the current runtime.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let addr_file = dir.path().join("addr");
         let args = Args::try_parse_from([
@@ -152,12 +152,12 @@ impl SdkPlugin {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

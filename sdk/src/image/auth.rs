@@ -24,14 +24,14 @@ pub(crate) struct Credentials {
 
 impl Credentials {
     /// Whether no credentials were given.
-    pub fn is_anonymous(&self) -> bool {
+    pub(crate) fn is_anonymous(&self) -> bool {
         matches!(self.auth, RegistryAuth::Anonymous)
     }
 }
 
 impl Credentials {
-    /// The credentials as a [`Input::Registry`](crate::Input::Registry) scanner gets them.
-    pub fn to_registry_credentials(&self) -> RegistryCredentials {
+    /// The credentials as a [`Input::Remote`](crate::Input::Remote) scanner gets them.
+    pub(crate) fn to_registry_credentials(&self) -> RegistryCredentials {
         match &self.auth {
             RegistryAuth::Anonymous => RegistryCredentials::Anonymous,
             RegistryAuth::Basic(username, password) => RegistryCredentials::Basic {

@@ -4,25 +4,15 @@
 
 use std::path::Path;
 
+use super::error::Error;
 use super::manifest::{Descriptor, OCI_INDEX, PlatformSpec};
 use super::reference::digest_hex;
-use crate::error::Error;
 
 /// The annotation naming an image in a layout.
 pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn fail(what: &str, path: &Path, e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(28) {
-        Error::resource_exhausted(format!(
-            "writing the OCI layout: disk full at {}",
-            path.display()
-        ))
-    } else {
-        Error::internal(format!(
-            "writing the OCI layout: cannot {what} {}: {e}",
-            path.display()
-        ))
-    }
+fn fail(action: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io("writing the OCI layout", action, path, e)
 }
 
 /// A manifest to put in the layout.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use super::error::Error;
 use crate::model::Platform;
 
 /// OCI image manifest.
@@ -77,14 +77,15 @@ pub(crate) struct Descriptor {
 
 impl Descriptor {
     /// The size, refusing negative values.
-    pub fn size(&self) -> Result<u64, Error> {
-        u64::try_from(self.size).map_err(|_| {
-            Error::failed_precondition(format!("descriptor {} has a negative size", self.digest))
+    pub(crate) fn size(&self) -> Result<u64, Error> {
+        u64::try_from(self.size).map_err(|_| Error::Malformed {
+            what: format!("descriptor {}", self.digest),
+            why: "negative size".into(),
         })
     }
 
     /// An annotation.
-    pub fn annotation(&self, key: &str) -> Option<&str> {
+    pub(crate) fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
     }
 }
@@ -105,7 +106,7 @@ pub(crate) struct PlatformSpec {
 
 impl PlatformSpec {
     /// As the SDK's platform type.
-    pub fn to_platform(&self) -> Platform {
+    pub(crate) fn to_platform(&self) -> Platform {
         Platform {
             os: self.os.clone(),
             architecture: self.architecture.clone(),
@@ -149,45 +150,54 @@ pub(crate) enum DocKind {
 
 impl ManifestDoc {
     /// Parses and classifies a manifest document.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<(Self, DocKind), Error> {
-        let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| {
-            Error::failed_precondition(format!("{what}: not a valid manifest or index: {e}"))
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<(Self, DocKind), Error> {
+        let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|source| Error::NotJson {
+            what: what.to_string(),
+            expected: "manifest or index",
+            source,
         })?;
         if doc.schema_version != 2 {
-            return Err(Error::failed_precondition(format!(
-                "{what}: unsupported manifest schemaVersion {} (only 2 is supported)",
-                doc.schema_version
-            )));
+            return Err(Error::Malformed {
+                what: what.to_string(),
+                why: format!(
+                    "unsupported manifest schemaVersion {} (only 2 is supported)",
+                    doc.schema_version
+                ),
+            });
         }
         let kind = match doc.media_type.as_deref() {
             Some(OCI_INDEX) | Some(DOCKER_LIST) => DocKind::Index,
             Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => DocKind::Manifest,
             Some(other) => {
-                return Err(Error::failed_precondition(format!(
-                    "{what}: unsupported manifest media type {other}"
-                )));
+                return Err(Error::Malformed {
+                    what: what.to_string(),
+                    why: format!("unsupported manifest media type {other}"),
+                });
             }
             None if doc.manifests.is_some() => DocKind::Index,
             None if doc.config.is_some() => DocKind::Manifest,
             None => {
-                return Err(Error::failed_precondition(format!(
-                    "{what}: document is neither a manifest nor an index"
-                )));
+                return Err(Error::Malformed {
+                    what: what.to_string(),
+                    why: "document is neither a manifest nor an index".into(),
+                });
             }
         };
         match kind {
-            DocKind::Index if doc.manifests.is_none() => Err(Error::failed_precondition(format!(
-                "{what}: index without manifests"
-            ))),
-            DocKind::Manifest if doc.config.is_none() => Err(Error::failed_precondition(format!(
-                "{what}: manifest without config"
-            ))),
+            DocKind::Index if doc.manifests.is_none() => Err(Error::Malformed {
+                what: what.to_string(),
+                why: "index without manifests".into(),
+            }),
+            DocKind::Manifest if doc.config.is_none() => Err(Error::Malformed {
+                what: what.to_string(),
+                why: "manifest without config".into(),
+            }),
             _ => Ok((doc, kind)),
         }
     }
 
     /// The document's media type, inferred when absent.
-    pub fn media_type_or(&self, kind: DocKind) -> String {
+    pub(crate) fn media_type_or(&self, kind: DocKind) -> String {
         self.media_type.clone().unwrap_or_else(|| {
             match kind {
                 DocKind::Index => OCI_INDEX,
@@ -225,14 +235,16 @@ pub(crate) struct RootFs {
 
 impl ImageConfig {
     /// Parses a config blob.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            Error::failed_precondition(format!("{what}: not a valid image config: {e}"))
+    pub(crate) fn parse(bytes: &[u8], what: &str) -> Result<Self, Error> {
+        serde_json::from_slice(bytes).map_err(|source| Error::NotJson {
+            what: what.to_string(),
+            expected: "image config",
+            source,
         })
     }
 
     /// The platform, when the config names one.
-    pub fn platform(&self) -> Option<Platform> {
+    pub(crate) fn platform(&self) -> Option<Platform> {
         if self.os.is_empty() && self.architecture.is_empty() {
             return None;
         }
@@ -464,7 +476,7 @@ mod tests {
             br#"{"schemaVersion":2,"mediaType":"text/plain"}"#,
         ] {
             assert_eq!(
-                ManifestDoc::parse(bad, "x").unwrap_err().code(),
+                crate::Error::from(ManifestDoc::parse(bad, "x").unwrap_err()).code(),
                 tonic::Code::FailedPrecondition
             );
         }

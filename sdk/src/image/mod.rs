@@ -9,13 +9,15 @@
 //!   per-layer result cache;
 //! - [`layer`]: decode chain with digest, diff_id and limit checks; the streaming entry walk;
 //! - [`unpack`]: rootfs unpacking with whiteouts and no path escapes;
-//! - [`layout`]: OCI image layouts for whole-image scanners.
+//! - [`layout`]: OCI image layouts for whole-image scanners;
+//! - [`error`]: the errors above, named by cause, and their one mapping to the SDK's [`crate::Error`].
 //!
 //! Architecture Invariant: no layer content reaches a plugin before its blob digest was verified,
 //! and no finding derived from a layer survives a diff_id mismatch (the scan fails with DATA_LOSS).
 
 pub(crate) mod auth;
 pub(crate) mod cache;
+pub(crate) mod error;
 pub(crate) mod layer;
 pub(crate) mod layout;
 pub(crate) mod manifest;

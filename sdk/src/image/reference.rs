@@ -38,7 +38,7 @@ pub(crate) struct ImageRef {
 impl ImageRef {
     /// The reference as `oci-client` wants it (the digest decides what is pulled).
     #[cfg(test)]
-    pub fn to_oci(&self) -> oci_client::Reference {
+    pub(crate) fn to_oci(&self) -> oci_client::Reference {
         match (&self.tag, &self.digest) {
             (_, Some(digest)) => oci_client::Reference::with_digest(
                 self.registry.clone(),

@@ -21,6 +21,7 @@ use super::auth::Credentials;
 use super::manifest;
 use super::reference::{ImageRef, Target, digest_hex};
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::metrics::{Metrics, Pulled};
 use transport::{Failure, Transport};
 
@@ -50,7 +51,7 @@ impl std::fmt::Debug for ClientPool {
 impl ClientPool {
     /// An empty pool whose sessions count the bytes they pull in `metrics` and follow redirects
     /// and token realms only to `allowed` hosts (normalised; empty: any).
-    pub fn new(metrics: Arc<Metrics>, allowed: Vec<String>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, allowed: Vec<String>) -> Self {
         Self {
             clients: Mutex::default(),
             metrics,
@@ -59,7 +60,7 @@ impl ClientPool {
     }
 
     /// The session for this target and credential set.
-    pub fn session(&self, target: &Target, creds: &Credentials) -> Result<Session, Error> {
+    pub(crate) fn session(&self, target: &Target, creds: &Credentials) -> Result<Session, Error> {
         let key = (target.image.registry.clone(), target.plain_http, creds.key);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let client = match clients.get_mut(&key) {
@@ -116,18 +117,18 @@ pub(crate) struct Session {
 
 impl Session {
     /// The blob cache's single-flight source key of this session.
-    pub fn source_key(&self) -> &str {
+    pub(crate) fn source_key(&self) -> &str {
         &self.source
     }
 
     /// `host/repo`, for messages.
-    pub fn repo_name(&self) -> String {
+    pub(crate) fn repo_name(&self) -> String {
         format!("{}/{}", self.image.registry, self.image.repository)
     }
 
     /// Pulls a manifest or index by tag or digest, verifying its digest (when pulled by digest)
     /// and its size. Returns the bytes and their digest.
-    pub async fn fetch_manifest(
+    pub(crate) async fn fetch_manifest(
         &self,
         reference: &str,
         max_bytes: u64,
@@ -149,16 +150,22 @@ impl Session {
         self.metrics.pulled(Pulled::Manifest, body.len() as u64);
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
         if reference.starts_with("sha256:") && digest != reference {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash {digest} does not match"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: reference.to_string(),
+                actual: digest,
+            }
+            .into());
         }
         if let Some(h) = header.filter(|h| h.starts_with("sha256:"))
             && h != digest
         {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash {digest} does not match its Docker-Content-Digest"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: format!("its Docker-Content-Digest {h}"),
+                actual: digest,
+            }
+            .into());
         }
         Ok((body.to_vec(), digest))
     }
@@ -166,7 +173,7 @@ impl Session {
     /// Downloads blob `digest` of `size` bytes into `dest` (created or truncated), hashing while
     /// writing on a blocking thread; resumes with a Range request after transient errors.
     /// On return `dest` holds exactly the verified content.
-    pub async fn download_blob(
+    pub(crate) async fn download_blob(
         &self,
         digest: &str,
         size: u64,
@@ -184,7 +191,10 @@ impl Session {
                 .mode(0o600)
                 .open(dest)
         }
-        .map_err(|e| Error::resource_exhausted(format!("cannot create {}: {e}", dest.display())))?;
+        .map_err(|source| ImageError::Storage {
+            context: format!("cannot create {}", dest.display()),
+            source,
+        })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<WriterMsg>(32);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, rx));
         let mut received: u64 = 0;
@@ -209,20 +219,27 @@ impl Session {
         let written = writer
             .await
             .map_err(|e| Error::internal(format!("blob writer thread failed: {e}")))?
-            .map_err(|e| {
-                Error::resource_exhausted(format!("cannot write {}: {e}", dest.display()))
+            .map_err(|source| ImageError::Storage {
+                context: format!("cannot write {}", dest.display()),
+                source,
             });
         outcome?;
         let (actual, count) = written?;
         if count != size {
-            return Err(Error::data_loss(format!(
-                "{what}: received {count} bytes but the descriptor says {size}"
-            )));
+            return Err(ImageError::SizeMismatch {
+                what,
+                expected: size,
+                actual: count,
+            }
+            .into());
         }
         if actual != digest_hex(digest) {
-            return Err(Error::data_loss(format!(
-                "{what}: content hash sha256:{actual} does not match"
-            )));
+            return Err(ImageError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual: format!("sha256:{actual}"),
+            }
+            .into());
         }
         Ok(())
     }
@@ -367,7 +384,7 @@ fn writer_gone() -> Error {
 }
 
 fn cancelled() -> Error {
-    Error::Cancelled("scan cancelled".into())
+    ImageError::Cancelled.into()
 }
 
 /// Sleeps, returning true if cancelled first.
@@ -516,98 +533,4 @@ pub(crate) fn map_oci_error(e: OciDistributionError, what: &str, anonymous: bool
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use oci_client::errors::{OciEnvelope, OciError};
-
-    fn env(code: OciErrorCode) -> OciDistributionError {
-        OciDistributionError::RegistryError {
-            envelope: OciEnvelope {
-                errors: vec![OciError {
-                    code,
-                    message: "m".into(),
-                    detail: serde_json::Value::Null,
-                }],
-            },
-            url: "http://127.0.0.1/v2/x".into(),
-        }
-    }
-
-    #[test]
-    fn oci_errors_map_to_status_codes() {
-        use tonic::Code;
-        let cases = vec![
-            (
-                OciDistributionError::UnauthorizedError { url: "u".into() },
-                Code::Unauthenticated,
-            ),
-            (
-                OciDistributionError::AuthenticationFailure("nope".into()),
-                Code::Unauthenticated,
-            ),
-            (env(OciErrorCode::Unauthorized), Code::Unauthenticated),
-            (env(OciErrorCode::Denied), Code::PermissionDenied),
-            (env(OciErrorCode::ManifestUnknown), Code::NotFound),
-            (env(OciErrorCode::NameUnknown), Code::NotFound),
-            (env(OciErrorCode::BlobUnknown), Code::NotFound),
-            (env(OciErrorCode::Toomanyrequests), Code::Unavailable),
-            (
-                OciDistributionError::ServerError {
-                    code: 403,
-                    url: "u".into(),
-                    message: String::new(),
-                },
-                Code::PermissionDenied,
-            ),
-            (
-                OciDistributionError::ServerError {
-                    code: 404,
-                    url: "u".into(),
-                    message: String::new(),
-                },
-                Code::NotFound,
-            ),
-            (
-                OciDistributionError::ServerError {
-                    code: 503,
-                    url: "u".into(),
-                    message: String::new(),
-                },
-                Code::Unavailable,
-            ),
-            (
-                OciDistributionError::DigestError(
-                    oci_client::errors::DigestError::VerificationError {
-                        expected: "a".into(),
-                        actual: "b".into(),
-                    },
-                ),
-                Code::DataLoss,
-            ),
-        ];
-        for (e, code) in cases {
-            let text = format!("{e}");
-            let mapped = map_oci_error(e, "manifest x", false);
-            assert_eq!(mapped.code(), code, "{text} -> {mapped}");
-        }
-        assert!(
-            map_oci_error(
-                OciDistributionError::UnauthorizedError { url: "u".into() },
-                "m",
-                true
-            )
-            .message()
-            .contains("requires credentials")
-        );
-        assert!(is_retryable(&OciDistributionError::ServerError {
-            code: 502,
-            url: "u".into(),
-            message: String::new()
-        }));
-        assert!(!is_retryable(&OciDistributionError::ServerError {
-            code: 404,
-            url: "u".into(),
-            message: String::new()
-        }));
-    }
-}
+mod tests;

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::error::Error as ImageError;
 use super::layer::{Budget, Item, LayerCheck, LayerEntries, LayerFailure, display_path};
-use crate::error::Error;
 use crate::input::EntryKind;
 use crate::model::{Notice, notice_codes};
 
@@ -123,12 +123,8 @@ fn remove_any(path: &Path) -> io::Result<()> {
     }
 }
 
-fn io_fail(what: &str, path: &Path, e: io::Error) -> LayerFailure {
-    if e.raw_os_error() == Some(28) {
-        Error::resource_exhausted(format!("unpacking: disk full at {}", path.display())).into()
-    } else {
-        Error::internal(format!("unpacking: cannot {what} {}: {e}", path.display())).into()
-    }
+fn io_fail(action: &str, path: &Path, e: io::Error) -> LayerFailure {
+    ImageError::io("unpacking", action, path, e).into()
 }
 
 /// Reads a layer to its end without writing anything: the same decode chain, limits (entries,

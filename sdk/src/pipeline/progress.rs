@@ -20,7 +20,7 @@ pub(super) struct Progress {
 
 impl Progress {
     /// Counters for `bytes_total` bytes to download over `layers_total` layers.
-    pub fn new(sink: ProgressSink, bytes_total: u64, layers_total: usize) -> Self {
+    pub(super) fn new(sink: ProgressSink, bytes_total: u64, layers_total: usize) -> Self {
         Self {
             sink,
             bytes_total,
@@ -43,7 +43,7 @@ impl Progress {
     }
 
     /// Counts downloaded bytes.
-    pub fn downloaded(&self, n: u64) {
+    pub(super) fn downloaded(&self, n: u64) {
         let done = self.bytes_done.fetch_add(n, Ordering::Relaxed) + n;
         let last = self.last_reported.load(Ordering::Relaxed);
         if done >= last + STEP || done == self.bytes_total {
@@ -54,19 +54,19 @@ impl Progress {
     }
 
     /// A blob finished downloading (or was in the cache).
-    pub fn blob_ready(&self, digest: &str, from_cache: bool) {
+    pub(super) fn blob_ready(&self, digest: &str, from_cache: bool) {
         let what = if from_cache { "cached" } else { "pulled" };
         self.sink
             .report(self.event(Phase::Downloading, format!("{what} {digest}")));
     }
 
     /// The plugin starts on layer `index`.
-    pub fn scanning(&self, message: String) {
+    pub(super) fn scanning(&self, message: String) {
         self.sink.report(self.event(Phase::Scanning, message));
     }
 
     /// A layer is done.
-    pub fn layer_done(&self) {
+    pub(super) fn layer_done(&self) {
         self.layers_done.fetch_add(1, Ordering::Relaxed);
     }
 }

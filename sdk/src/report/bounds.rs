@@ -11,10 +11,10 @@ use crate::model::{Finding, Notice, ReportDocument, notice_codes};
 
 /// Cap on the encoded `ScanResponse`: 3.5 MiB, below the 4 MiB that gRPC clients (tonic, grpc-go)
 /// decode by default, leaving room for the stream's envelope and headers.
-pub const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
 
 /// Notices of one code kept with their own path; the rest become one `"<code>: N more"` notice.
-pub const NOTICES_PER_CODE: usize = 20;
+pub(super) const NOTICES_PER_CODE: usize = 20;
 
 /// Longest notice message kept, in characters.
 const MAX_NOTICE_MESSAGE_CHARS: usize = 1024;

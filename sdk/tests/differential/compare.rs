@@ -16,7 +16,7 @@ use sidescan_sdk::archive::ListedEntry;
 
 /// One archive as Go's `archive/tar` reads it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct GoListing {
+pub(crate) struct GoListing {
     /// File name in the corpus directory.
     pub name: String,
     /// Entries `Next` returned, in order.
@@ -29,7 +29,7 @@ pub struct GoListing {
 
 /// One entry as Go returned it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct GoEntry {
+pub(crate) struct GoEntry {
     /// Display form of the path.
     pub path: String,
     /// `filepath.Join("/", Name)` as hex of raw bytes.
@@ -49,7 +49,7 @@ pub struct GoEntry {
 
 impl GoEntry {
     /// The typeflag byte.
-    pub fn flag(&self) -> u8 {
+    pub(crate) fn flag(&self) -> u8 {
         match &self.typeflag {
             serde_json::Value::String(s) => s.as_bytes()[0],
             serde_json::Value::Number(n) => {
@@ -66,7 +66,7 @@ impl GoEntry {
 
 /// One entry the SDK must yield.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
+pub(crate) struct Expected {
     /// Absolute confined path, raw bytes.
     pub raw_path: Vec<u8>,
     /// Kind.
@@ -79,7 +79,7 @@ pub struct Expected {
 
 /// What the SDK must do with an archive.
 #[derive(Debug, Clone)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// Refuse it, for this reason.
     Refuse(String),
     /// Yield exactly these entries, in order (or refuse: allowed, counted).
@@ -87,7 +87,7 @@ pub enum Expect {
 }
 
 /// `filepath.Join("/", p)` on raw bytes: cleaned, `..` clamped at the root.
-pub fn confine(p: &[u8]) -> Vec<u8> {
+pub(crate) fn confine(p: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for c in p.split(|&b| b == b'/') {
         match c {
@@ -110,7 +110,7 @@ pub fn confine(p: &[u8]) -> Vec<u8> {
 }
 
 /// The expectation for Go's listing of an archive.
-pub fn expect(go: &GoListing) -> Expect {
+pub(crate) fn expect(go: &GoListing) -> Expect {
     if go.over_limit {
         return Expect::Refuse("an entry is larger than the harness's limit (SDK limit)".into());
     }
@@ -190,7 +190,7 @@ pub fn expect(go: &GoListing) -> Expect {
 
 /// The outcome of comparing one archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Go failed and the SDK refused.
     BothRefused,
     /// Go accepted and the SDK yielded the same entries.
@@ -202,7 +202,10 @@ pub enum Verdict {
 }
 
 /// Compares the SDK's result with the expectation.
-pub fn judge(expect: &Expect, sdk: &Result<Vec<ListedEntry>, sidescan_sdk::Error>) -> Verdict {
+pub(crate) fn judge(
+    expect: &Expect,
+    sdk: &Result<Vec<ListedEntry>, sidescan_sdk::Error>,
+) -> Verdict {
     match (expect, sdk) {
         (Expect::Refuse(_), Err(_)) => Verdict::BothRefused,
         (Expect::Refuse(why), Ok(_)) => Verdict::Fail(format!("the SDK must refuse: {why}")),
@@ -287,7 +290,7 @@ fn differs(w: &Expected, g: &ListedEntry) -> Option<String> {
 }
 
 /// A listing for people.
-pub fn show_expect(e: &Expect) -> String {
+pub(crate) fn show_expect(e: &Expect) -> String {
     match e {
         Expect::Refuse(why) => format!("  (refuse: {why})\n"),
         Expect::Accept(v) if v.is_empty() => "  (no entries)\n".into(),
@@ -306,7 +309,7 @@ pub fn show_expect(e: &Expect) -> String {
 }
 
 /// The SDK's result for people.
-pub fn show_sdk(r: &Result<Vec<ListedEntry>, sidescan_sdk::Error>) -> String {
+pub(crate) fn show_sdk(r: &Result<Vec<ListedEntry>, sidescan_sdk::Error>) -> String {
     match r {
         Err(e) => format!("  (refused: {:?}: {e})\n", e.code()),
         Ok(v) if v.is_empty() => "  (no entries)\n".into(),

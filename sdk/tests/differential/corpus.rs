@@ -10,16 +10,16 @@
 use std::fmt::Write as _;
 
 /// Size of a tar block.
-pub const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 
 /// The default PRNG seed (`SIDESCAN_DIFF_SEED` overrides it).
-pub const DEFAULT_SEED: u64 = 0x5EED_7A12_D1FF_0001;
+pub(crate) const DEFAULT_SEED: u64 = 0x5EED_7A12_D1FF_0001;
 /// The default number of mutants (`SIDESCAN_DIFF_CASES` overrides it).
-pub const DEFAULT_CASES: usize = 12_000;
+pub(crate) const DEFAULT_CASES: usize = 12_000;
 
 /// A field of a tar header block (V7, ustar, GNU and STAR layouts overlap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     /// `name[100]`.
     Name,
     /// `mode[8]`.
@@ -74,7 +74,7 @@ pub enum Field {
 
 impl Field {
     /// Offset and length in the block.
-    pub const fn range(self) -> (usize, usize) {
+    pub(crate) const fn range(self) -> (usize, usize) {
         match self {
             Self::Name => (0, 100),
             Self::Mode => (100, 8),
@@ -107,7 +107,7 @@ impl Field {
 
 /// Which magic a new header carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// No magic at all.
     V7,
     /// `ustar\0` `00`.
@@ -120,7 +120,7 @@ pub enum Format {
 
 /// How [`Header::bytes`] writes the checksum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Checksum {
+pub(crate) enum Checksum {
     /// The standard unsigned byte sum.
     Unsigned,
     /// The sum of the bytes as signed chars (accepted by Go as an alternative).
@@ -131,7 +131,7 @@ pub enum Checksum {
 
 /// One raw header block being written.
 #[derive(Clone, Debug)]
-pub struct Header {
+pub(crate) struct Header {
     /// The block.
     pub block: [u8; BLOCK],
     /// How the checksum is finished.
@@ -141,7 +141,7 @@ pub struct Header {
 impl Header {
     /// A header of `format` with a type, name (raw, truncated to 100 bytes) and octal size;
     /// mode 0644 (0755 for directories), uid/gid 0, a fixed mtime, uname/gname `root`.
-    pub fn new(format: Format, typeflag: u8, name: &[u8], size: u64) -> Self {
+    pub(crate) fn new(format: Format, typeflag: u8, name: &[u8], size: u64) -> Self {
         let mode = if typeflag == b'5' { 0o755 } else { 0o644 };
         let mut h = Self {
             block: [0; BLOCK],
@@ -174,18 +174,18 @@ impl Header {
     }
 
     /// A ustar header.
-    pub fn ustar(typeflag: u8, name: &str, size: u64) -> Self {
+    pub(crate) fn ustar(typeflag: u8, name: &str, size: u64) -> Self {
         Self::new(Format::Ustar, typeflag, name.as_bytes(), size)
     }
 
     /// Writes `raw` into a field: zero-filled first, truncated to the field's length.
-    pub fn set(mut self, f: Field, raw: &[u8]) -> Self {
+    pub(crate) fn set(mut self, f: Field, raw: &[u8]) -> Self {
         set_field(&mut self.block, f, raw);
         self
     }
 
     /// Writes `v` in octal the standard way: zero-padded digits and a trailing NUL.
-    pub fn octal(self, f: Field, v: u64) -> Self {
+    pub(crate) fn octal(self, f: Field, v: u64) -> Self {
         let (_, len) = f.range();
         let s = format!("{v:0width$o}\0", width = len - 1);
         let raw = s.as_bytes();
@@ -194,19 +194,19 @@ impl Header {
     }
 
     /// Writes `v` in base-256 (GNU binary: high bit set, two's complement, big-endian).
-    pub fn base256(mut self, f: Field, v: i64) -> Self {
+    pub(crate) fn base256(mut self, f: Field, v: i64) -> Self {
         set_base256(&mut self.block, f, v);
         self
     }
 
     /// How the checksum is written.
-    pub fn checksum(mut self, c: Checksum) -> Self {
+    pub(crate) fn checksum(mut self, c: Checksum) -> Self {
         self.checksum = c;
         self
     }
 
     /// The finished block.
-    pub fn bytes(&self) -> [u8; BLOCK] {
+    pub(crate) fn bytes(&self) -> [u8; BLOCK] {
         let mut b = self.block;
         match self.checksum {
             Checksum::Unsigned => write_checksum(&mut b, false),
@@ -218,7 +218,7 @@ impl Header {
 }
 
 /// Writes `raw` into field `f` of a block (zero-filled, truncated).
-pub fn set_field(block: &mut [u8], f: Field, raw: &[u8]) {
+pub(crate) fn set_field(block: &mut [u8], f: Field, raw: &[u8]) {
     let (off, len) = f.range();
     let field = &mut block[off..off + len];
     field.fill(0);
@@ -227,7 +227,7 @@ pub fn set_field(block: &mut [u8], f: Field, raw: &[u8]) {
 }
 
 /// Writes `v` into field `f` of a block in base-256 (high bit set, two's complement, big-endian).
-pub fn set_base256(block: &mut [u8], f: Field, v: i64) {
+pub(crate) fn set_base256(block: &mut [u8], f: Field, v: i64) {
     let (off, len) = f.range();
     let field = &mut block[off..off + len];
     field.fill(if v < 0 { 0xff } else { 0 });
@@ -236,7 +236,7 @@ pub fn set_base256(block: &mut [u8], f: Field, v: i64) {
 }
 
 /// The header checksums of a block: unsigned and signed byte sums with the chksum field as spaces.
-pub fn checksums(block: &[u8]) -> (i64, i64) {
+pub(crate) fn checksums(block: &[u8]) -> (i64, i64) {
     let (mut unsigned, mut signed) = (0i64, 0i64);
     for (i, &b) in block[..BLOCK].iter().enumerate() {
         let b = if (148..156).contains(&i) { b' ' } else { b };
@@ -247,7 +247,7 @@ pub fn checksums(block: &[u8]) -> (i64, i64) {
 }
 
 /// Recomputes the checksum of a block in place (`%06o\0 `, the form GNU tar writes).
-pub fn write_checksum(block: &mut [u8], signed: bool) {
+pub(crate) fn write_checksum(block: &mut [u8], signed: bool) {
     let (u, s) = checksums(block);
     let v = if signed { s } else { u };
     let text = format!("{:06o}\0 ", v.rem_euclid(1 << 18));
@@ -255,7 +255,7 @@ pub fn write_checksum(block: &mut [u8], signed: bool) {
 }
 
 /// One PAX record with its correct length prefix.
-pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+pub(crate) fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     let body = key.len() + value.len() + 3; // ' ', '=', '\n'
     let mut n = body + 1;
     while n != body + n.to_string().len() {
@@ -270,7 +270,7 @@ pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 /// PAX records concatenated.
-pub fn pax_body(records: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn pax_body(records: &[(&str, &[u8])]) -> Vec<u8> {
     records
         .iter()
         .flat_map(|(k, v)| pax_record(k.as_bytes(), v))
@@ -279,71 +279,71 @@ pub fn pax_body(records: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// An archive being written block by block.
 #[derive(Clone, Debug, Default)]
-pub struct Tar(pub Vec<u8>);
+pub(crate) struct Tar(pub Vec<u8>);
 
 impl Tar {
     /// An empty archive.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Appends a header block.
-    pub fn header(mut self, h: &Header) -> Self {
+    pub(crate) fn header(mut self, h: &Header) -> Self {
         self.0.extend_from_slice(&h.bytes());
         self
     }
 
     /// Appends data padded to a block boundary.
-    pub fn body(mut self, data: &[u8]) -> Self {
+    pub(crate) fn body(mut self, data: &[u8]) -> Self {
         self.0.extend_from_slice(data);
         self.0.resize(self.0.len().next_multiple_of(BLOCK), 0);
         self
     }
 
     /// Appends raw bytes, unpadded.
-    pub fn raw(mut self, data: &[u8]) -> Self {
+    pub(crate) fn raw(mut self, data: &[u8]) -> Self {
         self.0.extend_from_slice(data);
         self
     }
 
     /// A header and its padded body.
-    pub fn entry(self, h: &Header, data: &[u8]) -> Self {
+    pub(crate) fn entry(self, h: &Header, data: &[u8]) -> Self {
         self.header(h).body(data)
     }
 
     /// A regular ustar file.
-    pub fn file(self, name: &str, data: &[u8]) -> Self {
+    pub(crate) fn file(self, name: &str, data: &[u8]) -> Self {
         self.entry(&Header::ustar(b'0', name, data.len() as u64), data)
     }
 
     /// A ustar directory.
-    pub fn dir(self, name: &str) -> Self {
+    pub(crate) fn dir(self, name: &str) -> Self {
         self.header(&Header::ustar(b'5', name, 0))
     }
 
     /// A ustar symlink.
-    pub fn symlink(self, name: &str, target: &str) -> Self {
+    pub(crate) fn symlink(self, name: &str, target: &str) -> Self {
         self.header(&Header::ustar(b'2', name, 0).set(Field::Linkname, target.as_bytes()))
     }
 
     /// A ustar hard link.
-    pub fn hardlink(self, name: &str, target: &str) -> Self {
+    pub(crate) fn hardlink(self, name: &str, target: &str) -> Self {
         self.header(&Header::ustar(b'1', name, 0).set(Field::Linkname, target.as_bytes()))
     }
 
     /// A PAX extended header (`x`) with a raw body.
-    pub fn pax_raw(self, typeflag: u8, body: &[u8]) -> Self {
+    pub(crate) fn pax_raw(self, typeflag: u8, body: &[u8]) -> Self {
         let h = Header::ustar(typeflag, "PaxHeaders.0/x", body.len() as u64);
         self.entry(&h, body)
     }
 
     /// A PAX extended header (`x`) with records.
-    pub fn pax(self, records: &[(&str, &[u8])]) -> Self {
+    pub(crate) fn pax(self, records: &[(&str, &[u8])]) -> Self {
         self.pax_raw(b'x', &pax_body(records))
     }
 
     /// A GNU long name (`L`) or long link (`K`) header; `name` gets a trailing NUL.
-    pub fn gnu_long(self, typeflag: u8, name: &[u8]) -> Self {
+    pub(crate) fn gnu_long(self, typeflag: u8, name: &[u8]) -> Self {
         let mut data = name.to_vec();
         data.push(0);
         let h = Header::new(Format::Gnu, typeflag, b"././@LongLink", data.len() as u64);
@@ -351,36 +351,36 @@ impl Tar {
     }
 
     /// `n` zero blocks.
-    pub fn zeros(mut self, n: usize) -> Self {
+    pub(crate) fn zeros(mut self, n: usize) -> Self {
         self.0.resize(self.0.len() + n * BLOCK, 0);
         self
     }
 
     /// The end-of-archive marker (two zero blocks).
-    pub fn end(self) -> Self {
+    pub(crate) fn end(self) -> Self {
         self.zeros(2)
     }
 
     /// The bytes.
-    pub fn done(self) -> Vec<u8> {
+    pub(crate) fn done(self) -> Vec<u8> {
         self.0
     }
 }
 
 /// A small deterministic PRNG (SplitMix64): stable across platforms and Rust versions.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// The generator of mutant `index` under `seed` (independent of every other mutant).
-    pub fn for_case(seed: u64, index: usize) -> Self {
+    pub(crate) fn for_case(seed: u64, index: usize) -> Self {
         let mut r = Self(seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407));
         r.next_u64();
         r
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -389,24 +389,24 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
     /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next_u64() % 100 < percent
     }
 
     /// One element of a non-empty slice.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
 
 /// One archive of the corpus.
 #[derive(Clone, Debug)]
-pub struct Case {
+pub(crate) struct Case {
     /// File name in the corpus directory (`s-NAME.tar` for seeds, `m-NNNNNN.tar` for mutants).
     pub name: String,
     /// The seed it is (seeds) or was derived from (mutants).
@@ -421,7 +421,7 @@ pub struct Case {
 
 impl Case {
     /// How to replay this case.
-    pub fn replay_hint(&self, seed: u64) -> String {
+    pub(crate) fn replay_hint(&self, seed: u64) -> String {
         let mut s = format!("seed archive {:?}", self.seed_name);
         if let Some(i) = self.index {
             let _ = write!(
@@ -435,7 +435,7 @@ impl Case {
 }
 
 /// The PRNG seed and the number of mutants, from the environment or the defaults.
-pub fn settings() -> (u64, usize) {
+pub(crate) fn settings() -> (u64, usize) {
     let seed = std::env::var("SIDESCAN_DIFF_SEED")
         .ok()
         .map(|s| {
@@ -459,7 +459,7 @@ pub fn settings() -> (u64, usize) {
 }
 
 /// The whole corpus: every seed, then `cases` mutants.
-pub fn generate(seed: u64, cases: usize) -> Vec<Case> {
+pub(crate) fn generate(seed: u64, cases: usize) -> Vec<Case> {
     let seeds = super::seeds::seeds();
     let mut out: Vec<Case> = seeds
         .iter()

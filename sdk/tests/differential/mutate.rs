@@ -13,7 +13,10 @@ use super::corpus::{
 const MAX_PARENT: usize = 256 << 10;
 
 /// Derives one mutant: the index of its parent seed, the archive, and a log of the edits.
-pub fn mutant(seeds: &[(&'static str, Vec<u8>)], rng: &mut Rng) -> (usize, Vec<u8>, Vec<String>) {
+pub(crate) fn mutant(
+    seeds: &[(&'static str, Vec<u8>)],
+    rng: &mut Rng,
+) -> (usize, Vec<u8>, Vec<String>) {
     let parent = loop {
         let i = rng.below(seeds.len());
         if seeds[i].1.len() <= MAX_PARENT && !seeds[i].1.is_empty() {

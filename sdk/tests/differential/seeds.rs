@@ -5,16 +5,16 @@
 use super::corpus::{Field, Format, Header, Tar, pax_body};
 
 /// The content of files that must be scanned (an EICAR-like marker, not the real test string).
-pub const MARK: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$SIDESCAN-HIDDEN-MARKER!$H+H*";
+pub(crate) const MARK: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$SIDESCAN-HIDDEN-MARKER!$H+H*";
 
 /// A complete tar entry (header + padded body, no end marker): the payload hidden in the data
 /// section of header-only types.
-pub fn hidden() -> Vec<u8> {
+pub(crate) fn hidden() -> Vec<u8> {
     Tar::new().file("usr/bin/evil", MARK).done()
 }
 
 /// `typeflag name` with the hidden entry as its "data", then a decoy and the end marker.
-pub fn header_only_with_data(typeflag: u8, name: &str, link: &str) -> Vec<u8> {
+pub(crate) fn header_only_with_data(typeflag: u8, name: &str, link: &str) -> Vec<u8> {
     let payload = hidden();
     let h =
         Header::ustar(typeflag, name, payload.len() as u64).set(Field::Linkname, link.as_bytes());
@@ -26,23 +26,23 @@ pub fn header_only_with_data(typeflag: u8, name: &str, link: &str) -> Vec<u8> {
 }
 
 /// One file with a header built by `f` from a ustar file header of `MARK`'s size.
-pub fn file_with(name: &str, f: impl FnOnce(Header) -> Header) -> Vec<u8> {
+pub(crate) fn file_with(name: &str, f: impl FnOnce(Header) -> Header) -> Vec<u8> {
     let h = f(Header::ustar(b'0', name, MARK.len() as u64));
     Tar::new().entry(&h, MARK).end().done()
 }
 
 /// A PAX header with `records`, then a file `name` with `MARK`, then the end marker.
-pub fn pax_file(records: &[(&str, &[u8])], name: &str) -> Vec<u8> {
+pub(crate) fn pax_file(records: &[(&str, &[u8])], name: &str) -> Vec<u8> {
     Tar::new().pax(records).file(name, MARK).end().done()
 }
 
 /// A base-256 size field.
-pub fn b256(h: Header, v: i64) -> Header {
+pub(crate) fn b256(h: Header, v: i64) -> Header {
     h.base256(Field::Size, v)
 }
 
 /// Every seed, named after its construct.
-pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+pub(crate) fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut s = Vec::new();
     baselines(&mut s);
     header_only(&mut s);

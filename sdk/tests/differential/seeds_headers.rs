@@ -5,7 +5,7 @@ use super::corpus::{Checksum, Field, Format, Header, Tar, pax_body};
 use super::seeds::{MARK, b256, file_with};
 
 /// V7 headers carrying PAX/GNU meta headers; magic, version, prefix, STAR.
-pub fn v7_and_magic(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn v7_and_magic(s: &mut Vec<(&'static str, Vec<u8>)>) {
     let v7x = Header::new(Format::V7, b'x', b"PaxHeaders/x", 0);
     let body = pax_body(&[("path", b"usr/bin/evil")]);
     s.push((
@@ -77,7 +77,7 @@ pub fn v7_and_magic(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// Numeric fields: base-256, padding, invalid octal.
-pub fn numeric(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn numeric(s: &mut Vec<(&'static str, Vec<u8>)>) {
     s.push((
         "base256-size",
         file_with("usr/bin/evil", |h| b256(h, MARK.len() as i64)),
@@ -136,7 +136,7 @@ pub fn numeric(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// GNU long names and links.
-pub fn gnu_long(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn gnu_long(s: &mut Vec<(&'static str, Vec<u8>)>) {
     let long = format!("{}/evil", "d".repeat(150));
     s.push((
         "gnu-longname",
@@ -210,7 +210,7 @@ pub fn gnu_long(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// Typeflags beyond the supported ones, and the legacy `\0`.
-pub fn typeflags(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn typeflags(s: &mut Vec<(&'static str, Vec<u8>)>) {
     s.push((
         "rega-trailing-slash",
         Tar::new()
@@ -256,7 +256,7 @@ pub fn typeflags(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// End of archive, truncation, checksums.
-pub fn ends(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn ends(s: &mut Vec<(&'static str, Vec<u8>)>) {
     let two = Tar::new().file("a", MARK).file("usr/bin/evil", MARK);
     s.push(("no-end-marker", two.clone().done()));
     s.push(("one-zero-block-end", two.clone().zeros(1).done()));
@@ -328,7 +328,7 @@ pub fn ends(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// Paths: `..`, absolute, root entries, non-UTF-8, NUL, link targets.
-pub fn paths(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn paths(s: &mut Vec<(&'static str, Vec<u8>)>) {
     s.push((
         "dotdot-escape",
         Tar::new().file("../../evil", MARK).end().done(),
@@ -406,7 +406,7 @@ pub fn paths(s: &mut Vec<(&'static str, Vec<u8>)>) {
 }
 
 /// Whiteouts with and without bodies.
-pub fn whiteouts(s: &mut Vec<(&'static str, Vec<u8>)>) {
+pub(crate) fn whiteouts(s: &mut Vec<(&'static str, Vec<u8>)>) {
     s.push((
         "whiteouts",
         Tar::new()

@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 /// Reads every entry of every layer (per-layer), or checks the unpacked rootfs (whole image);
 /// reports a file whose content is exactly EICAR as a malware finding at its path, nothing
 /// else. Asserts the SDK's promises about paths and scratch dirs.
-pub struct Reader {
+pub(crate) struct Reader {
     /// How the SDK feeds it.
     pub input: Input,
 }
@@ -97,12 +97,12 @@ fn eicar_files(root: &Path, dir: &Path) -> Vec<Finding> {
 }
 
 /// A reader scanner behind the trait object the pipeline takes.
-pub fn reader(input: Input) -> Arc<dyn Scanner> {
+pub(crate) fn reader(input: Input) -> Arc<dyn Scanner> {
     Arc::new(Reader { input })
 }
 
 /// A pipeline with its cache and scratch dirs in `dir` and the given limits.
-pub fn pipeline(dir: &Path, limits: Limits) -> Pipeline {
+pub(crate) fn pipeline(dir: &Path, limits: Limits) -> Pipeline {
     std::fs::create_dir_all(dir.join("scratch")).expect("scratch dir");
     Pipeline::new(PipelineOptions {
         cache_dir: dir.join("cache"),
@@ -115,12 +115,12 @@ pub fn pipeline(dir: &Path, limits: Limits) -> Pipeline {
 }
 
 /// A scan context whose scratch dir is `dir/scratch`.
-pub fn context(dir: &Path) -> ScanContext {
+pub(crate) fn context(dir: &Path) -> ScanContext {
     ScanContext::new("e2e", dir.join("scratch"))
 }
 
 /// Whether the scratch root under `dir` is empty (every scan removed its scratch dir).
-pub fn scratch_is_empty(dir: &Path) -> bool {
+pub(crate) fn scratch_is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir.join("scratch"))
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)

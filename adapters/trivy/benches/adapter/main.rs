@@ -56,7 +56,7 @@ mod filler {
     use sidescan_tests::fixtures::PseudoRandom;
 
     /// About `len` bytes of text lines from `seed`.
-    pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
+    pub(crate) fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
         const WORDS: [&str; 10] = [
             "alpha", "beta", "gamma", "delta", "config", "value", "server", "lib", "usr", "share",
         ];

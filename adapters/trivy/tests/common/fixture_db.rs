@@ -11,37 +11,37 @@ use bbolt_rs::{Bolt, BucketRwApi, DbRwAPI, TxRwRefApi};
 use serde_json::{Value, json};
 
 /// Alpine advisories: `alpine 3.22` (from `/etc/apk/repositories` v3.22).
-pub const ALPINE_BUCKET: &str = "alpine 3.22";
+pub(crate) const ALPINE_BUCKET: &str = "alpine 3.22";
 /// Debian advisories: `debian 12` (major version only).
-pub const DEBIAN_BUCKET: &str = "debian 12";
+pub(crate) const DEBIAN_BUCKET: &str = "debian 12";
 /// Rust (Cargo.lock) advisories from GHSA.
-pub const CARGO_BUCKET: &str = "cargo::GitHub Security Advisory Rust";
+pub(crate) const CARGO_BUCKET: &str = "cargo::GitHub Security Advisory Rust";
 /// smallvec (crate) < 1.6.1: installed 1.6.0 (Cargo.lock), patched 1.6.1. HIGH (ghsa).
-pub const CVE_CARGO_SMALLVEC: &str = "CVE-2099-3001";
+pub(crate) const CVE_CARGO_SMALLVEC: &str = "CVE-2099-3001";
 /// npm advisories from GHSA.
-pub const NPM_BUCKET: &str = "npm::GitHub Security Advisory npm";
+pub(crate) const NPM_BUCKET: &str = "npm::GitHub Security Advisory npm";
 
 /// openssl (libcrypto3 + libssl3) on Alpine: fixed in 3.3.1-r1, installed 3.3.0-r0. HIGH (nvd).
-pub const CVE_ALPINE_OPENSSL: &str = "CVE-2099-0001";
+pub(crate) const CVE_ALPINE_OPENSSL: &str = "CVE-2099-0001";
 /// busybox on Alpine: fixed in 1.36.1-r1 but 1.36.1-r2 is installed: must NOT be reported.
-pub const CVE_ALPINE_BUSYBOX_ALREADY_FIXED: &str = "CVE-2099-0002";
+pub(crate) const CVE_ALPINE_BUSYBOX_ALREADY_FIXED: &str = "CVE-2099-0002";
 /// zlib on Alpine: fixed in 1.3.1-r2, installed 1.3.1-r1. MEDIUM in nvd, CRITICAL by Alpine.
-pub const CVE_ALPINE_ZLIB: &str = "CVE-2099-0003";
+pub(crate) const CVE_ALPINE_ZLIB: &str = "CVE-2099-0003";
 /// openssl (libssl3) on Debian: fixed in 3.0.13-1~deb12u1, installed 3.0.11-1~deb12u2. HIGH.
-pub const CVE_DEBIAN_OPENSSL: &str = "CVE-2099-1001";
+pub(crate) const CVE_DEBIAN_OPENSSL: &str = "CVE-2099-1001";
 /// zlib (zlib1g) on Debian: no fix, will_not_fix, LOW by Debian.
-pub const CVE_DEBIAN_ZLIB_WONTFIX: &str = "CVE-2099-1002";
+pub(crate) const CVE_DEBIAN_ZLIB_WONTFIX: &str = "CVE-2099-1002";
 /// tar on Debian: fixed in 1.34+dfsg-1, installed 1.34+dfsg-1.2: must NOT be reported.
-pub const CVE_DEBIAN_TAR_ALREADY_FIXED: &str = "CVE-2099-1003";
+pub(crate) const CVE_DEBIAN_TAR_ALREADY_FIXED: &str = "CVE-2099-1003";
 /// lodash (npm) < 4.17.21: installed 4.17.20, patched 4.17.21. MEDIUM (ghsa).
-pub const CVE_NPM_LODASH: &str = "CVE-2099-2001";
+pub(crate) const CVE_NPM_LODASH: &str = "CVE-2099-2001";
 /// GHSA id of [`CVE_NPM_LODASH`].
-pub const GHSA_NPM_LODASH: &str = "GHSA-aaaa-bbbb-cccc";
+pub(crate) const GHSA_NPM_LODASH: &str = "GHSA-aaaa-bbbb-cccc";
 /// minimist (npm) < 1.2.6: installed 1.2.8: must NOT be reported.
-pub const CVE_NPM_MINIMIST_ALREADY_FIXED: &str = "CVE-2099-2002";
+pub(crate) const CVE_NPM_MINIMIST_ALREADY_FIXED: &str = "CVE-2099-2002";
 
 /// One advisory: bucket, package, id, advisory JSON.
-pub struct Advisory {
+pub(crate) struct Advisory {
     pub bucket: &'static str,
     pub package: &'static str,
     pub id: &'static str,
@@ -49,7 +49,7 @@ pub struct Advisory {
 }
 
 /// The standard fixture content: advisories, data sources and vulnerability details.
-pub fn standard_advisories() -> Vec<Advisory> {
+pub(crate) fn standard_advisories() -> Vec<Advisory> {
     vec![
         Advisory {
             bucket: ALPINE_BUCKET,
@@ -121,7 +121,7 @@ pub fn standard_advisories() -> Vec<Advisory> {
 }
 
 /// Data sources of the advisory buckets.
-pub fn data_sources() -> Vec<(&'static str, Value)> {
+pub(crate) fn data_sources() -> Vec<(&'static str, Value)> {
     vec![
         (
             ALPINE_BUCKET,
@@ -160,7 +160,7 @@ fn detail(title: &str, severity: &str, vendor: Value, cvss: Value, cwe: &[&str])
 }
 
 /// Vulnerability details keyed by id.
-pub fn vulnerability_details() -> Vec<(&'static str, Value)> {
+pub(crate) fn vulnerability_details() -> Vec<(&'static str, Value)> {
     vec![
         (
             CVE_ALPINE_OPENSSL,
@@ -247,7 +247,7 @@ pub fn vulnerability_details() -> Vec<(&'static str, Value)> {
 }
 
 /// Writes `metadata.json` with `updated_at` (RFC 3339).
-pub fn write_metadata(db_dir: &Path, updated_at: &str) {
+pub(crate) fn write_metadata(db_dir: &Path, updated_at: &str) {
     let meta = json!({
         "Version": 2,
         "NextUpdate": "2999-01-01T00:00:00Z",
@@ -263,7 +263,7 @@ pub fn write_metadata(db_dir: &Path, updated_at: &str) {
 }
 
 /// Writes `trivy.db` with `advisories` and the standard data sources and details.
-pub fn write_db(db_dir: &Path, advisories: &[Advisory]) {
+pub(crate) fn write_db(db_dir: &Path, advisories: &[Advisory]) {
     std::fs::create_dir_all(db_dir).expect("db dir");
     let path = db_dir.join("trivy.db");
     let _ = std::fs::remove_file(&path);
@@ -291,7 +291,7 @@ pub fn write_db(db_dir: &Path, advisories: &[Advisory]) {
 }
 
 /// The standard fixture DB in `db_dir`, updated at `updated_at`.
-pub fn write_standard(db_dir: &Path, updated_at: &str) {
+pub(crate) fn write_standard(db_dir: &Path, updated_at: &str) {
     write_db(db_dir, &standard_advisories());
     write_metadata(db_dir, updated_at);
 }

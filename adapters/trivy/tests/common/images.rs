@@ -5,11 +5,11 @@ use sidescan_tests::fixtures::{Entry, Image, Layer};
 use sidescan_tests::oci::Artifact;
 
 /// An AWS access key id that Trivy's `aws-access-key-id` rule matches (not a real key).
-pub const AWS_ACCESS_KEY_ID: &str = "AKIA2E0A8F3B244C9986";
+pub(crate) const AWS_ACCESS_KEY_ID: &str = "AKIA2E0A8F3B244C9986";
 /// An AWS secret access key Trivy's `aws-secret-access-key` rule matches (not a real key).
-pub const AWS_SECRET_ACCESS_KEY: &str = "Zx9vQ2mB7kL4pR8sT1wY5nC3hF6jD0gA2eK7uI9o";
+pub(crate) const AWS_SECRET_ACCESS_KEY: &str = "Zx9vQ2mB7kL4pR8sT1wY5nC3hF6jD0gA2eK7uI9o";
 /// Where the secrets live.
-pub const SECRET_PATH: &str = "app/config.env";
+pub(crate) const SECRET_PATH: &str = "app/config.env";
 
 fn apk_entry(name: &str, version: &str, origin: &str) -> String {
     format!(
@@ -18,7 +18,7 @@ fn apk_entry(name: &str, version: &str, origin: &str) -> String {
 }
 
 /// Alpine 3.22 base layer: os files and the apk database.
-pub fn alpine_base_layer() -> Layer {
+pub(crate) fn alpine_base_layer() -> Layer {
     let installed: String = [
         apk_entry("busybox", "1.36.1-r2", "busybox"),
         apk_entry("libcrypto3", "3.3.0-r0", "openssl"),
@@ -47,7 +47,7 @@ pub fn alpine_base_layer() -> Layer {
 }
 
 /// Alpine image: the base layer plus an app layer (a harmless file).
-pub fn alpine_image() -> Artifact {
+pub(crate) fn alpine_image() -> Artifact {
     Image::new()
         .layer(alpine_base_layer())
         .layer(Layer::new([
@@ -64,7 +64,7 @@ fn dpkg_entry(package: &str, source: &str, version: &str) -> String {
 }
 
 /// Debian 12 base layer: os files and the dpkg status database.
-pub fn debian_base_layer() -> Layer {
+pub(crate) fn debian_base_layer() -> Layer {
     let status: String = [
         dpkg_entry("libssl3", "openssl", "3.0.11-1~deb12u2"),
         dpkg_entry("zlib1g", "zlib", "1:1.2.13.dfsg-1"),
@@ -87,7 +87,7 @@ pub fn debian_base_layer() -> Layer {
 }
 
 /// npm packages as installed under node_modules (what Trivy reads in images) and a Cargo.lock.
-pub fn node_layer() -> Layer {
+pub(crate) fn node_layer() -> Layer {
     let pkg = |name: &str, version: &str| {
         format!(r#"{{"name": "{name}", "version": "{version}", "license": "MIT"}}"#)
     };
@@ -116,7 +116,7 @@ pub fn node_layer() -> Layer {
 }
 
 /// Debian image: base layer, npm layer.
-pub fn debian_image() -> Artifact {
+pub(crate) fn debian_image() -> Artifact {
     Image::new()
         .layer(debian_base_layer())
         .layer(node_layer())
@@ -124,7 +124,7 @@ pub fn debian_image() -> Artifact {
 }
 
 /// Alpine image with AWS credentials in [`SECRET_PATH`] (top layer).
-pub fn alpine_with_secret() -> Artifact {
+pub(crate) fn alpine_with_secret() -> Artifact {
     Image::new()
         .layer(alpine_base_layer())
         .layer(Layer::new([

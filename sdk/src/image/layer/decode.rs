@@ -14,6 +14,7 @@ use super::budget::Budget;
 use super::tar::{TarError, TarReader};
 use super::{CHUNK, RATIO_FLOOR};
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::image::manifest::LayerFormat;
 
 struct Tally {
@@ -126,9 +127,15 @@ impl From<Error> for LayerFailure {
     }
 }
 
+impl From<ImageError> for LayerFailure {
+    fn from(error: ImageError) -> Self {
+        Error::from(error).into()
+    }
+}
+
 impl OpenLayer {
     /// Opens the decode chain over a cached blob.
-    pub fn open(
+    pub(crate) fn open(
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
@@ -171,7 +178,7 @@ impl OpenLayer {
     }
 
     /// Opens an uncompressed tar stream that has no blob to verify (listing an archive).
-    pub fn uncompressed(
+    pub(crate) fn uncompressed(
         reader: Box<dyn Read>,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
@@ -192,12 +199,12 @@ impl OpenLayer {
     }
 
     /// The tar reader, for reading entries.
-    pub fn tar(&mut self) -> &mut TarReader<Guarded<Box<dyn Read>>> {
+    pub(crate) fn tar(&mut self) -> &mut TarReader<Guarded<Box<dyn Read>>> {
         &mut self.tar
     }
 
     /// Reads the rest of the stream and checks the blob digest and the diff_id.
-    pub fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
+    pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
         let mut rest = self.tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
         drop(rest);
@@ -213,19 +220,22 @@ impl OpenLayer {
         let blob_hex = hex::encode(c.hasher.finalize());
         if c.bytes != check.size || format!("sha256:{blob_hex}") != check.digest {
             return Err(LayerFailure {
-                error: Error::data_loss(format!(
-                    "cached blob {} changed on disk (sha256:{blob_hex}, {} bytes)",
-                    check.digest, c.bytes
-                )),
+                error: ImageError::ChangedOnDisk {
+                    digest: check.digest.clone(),
+                    actual: format!("sha256:{blob_hex}"),
+                    bytes: c.bytes,
+                }
+                .into(),
                 cache_suspect: true,
             });
         }
         let diff_id = format!("sha256:{}", hex::encode(u.hasher.finalize()));
         if diff_id != check.diff_id {
-            return Err(Error::data_loss(format!(
-                "layer {}: uncompressed content hash {diff_id} does not match the config's diff_id {}",
-                check.digest, check.diff_id
-            ))
+            return Err(ImageError::DiffIdMismatch {
+                layer: check.digest.clone(),
+                expected: check.diff_id.clone(),
+                actual: diff_id,
+            }
             .into());
         }
         Ok(())
@@ -242,10 +252,11 @@ pub(crate) fn tar_failure(e: TarError, check: &LayerCheck, budget: &Budget) -> L
                 return err.into();
             }
             LayerFailure {
-                error: Error::data_loss(format!(
-                    "layer {} ({:?}) is refused: {other}",
-                    check.digest, check.format
-                )),
+                error: ImageError::Refused {
+                    what: format!("layer {} ({:?})", check.digest, check.format),
+                    why: other.to_string(),
+                }
+                .into(),
                 cache_suspect: true,
             }
         }
@@ -259,10 +270,11 @@ pub(crate) fn read_failure(e: io::Error, check: &LayerCheck, budget: &Budget) ->
         return err.into();
     }
     LayerFailure {
-        error: Error::data_loss(format!(
-            "layer {} ({:?}) cannot be read as a tar archive: {e}",
-            check.digest, check.format
-        )),
+        error: ImageError::Unreadable {
+            what: format!("layer {} ({:?})", check.digest, check.format),
+            source: e,
+        }
+        .into(),
         cache_suspect: true,
     }
 }

@@ -58,7 +58,7 @@ pub(crate) mod testutil {
     //! Building tar layers in tests.
 
     /// One entry of a test layer.
-    pub enum E<'a> {
+    pub(crate) enum E<'a> {
         File(&'a str, &'a [u8]),
         Dir(&'a str),
         Symlink(&'a str, &'a str),
@@ -67,7 +67,7 @@ pub(crate) mod testutil {
     }
 
     /// A tar built from entries, with raw (unchecked) paths.
-    pub fn tar(entries: &[E<'_>]) -> Vec<u8> {
+    pub(crate) fn tar(entries: &[E<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for e in entries {
             let mut h = tar::Header::new_gnu();
@@ -113,7 +113,7 @@ pub(crate) mod testutil {
     }
 
     /// gzip of `data`.
-    pub fn gzip(data: &[u8]) -> Vec<u8> {
+    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write as _;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(data).expect("gzip");

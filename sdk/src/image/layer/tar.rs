@@ -97,7 +97,7 @@ pub(crate) struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     /// A reader at the start of an archive.
-    pub fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
             remaining: 0,
@@ -107,14 +107,14 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The underlying stream, positioned wherever reading stopped.
-    pub fn into_inner(self) -> R {
+    pub(crate) fn into_inner(self) -> R {
         self.inner
     }
 
     /// Go's `Reader.Next`: skips the rest of the current entry and returns the next one, or
     /// `None` at the end of the archive (two zero blocks, or the end of the stream at a header
     /// boundary, as Go accepts).
-    pub fn next_header(&mut self) -> Result<Option<RawHeader>, TarError> {
+    pub(crate) fn next_header(&mut self) -> Result<Option<RawHeader>, TarError> {
         if self.done {
             return Ok(None);
         }

@@ -150,7 +150,7 @@ impl WalkHandle {
     }
 
     /// The walk's failure, if it already failed.
-    pub fn failure(&self) -> Option<LayerFailure> {
+    pub(crate) fn failure(&self) -> Option<LayerFailure> {
         match &lock(&self.shared).finished {
             Some(Err(f)) => Some(f.clone()),
             _ => None,
@@ -159,7 +159,7 @@ impl WalkHandle {
 
     /// Walks whatever the plugin left unread and returns the walk's result: the SDK's notices,
     /// or the failure (limits, DataLoss on a digest or diff_id mismatch, cancellation).
-    pub async fn finish(&self) -> WalkResult {
+    pub(crate) async fn finish(&self) -> WalkResult {
         loop {
             let next = tokio::select! {
                 biased;

@@ -33,6 +33,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, RANGE, WWW_AUTHENTICATE};
 
 use crate::error::Error;
+use crate::image::error::Error as ImageError;
 use crate::image::reference::normalize_host;
 
 /// Bytes of an error response read to find its OCI error codes.
@@ -140,10 +141,14 @@ fn request_failure(e: reqwest::Error) -> Failure {
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         if let Some(r) = s.downcast_ref::<RedirectRefused>() {
-            return Failure::Refused(Error::PermissionDenied(format!(
-                "the registry redirected to {}, which is not in this plugin's allowed registries",
-                r.0
-            )));
+            return Failure::Refused(
+                ImageError::NotAllowed(format!(
+                    "the registry redirected to {}, which is not in this plugin's allowed \
+                     registries",
+                    r.0
+                ))
+                .into(),
+            );
         }
         source = s.source();
     }
@@ -189,7 +194,7 @@ async fn error_response(resp: reqwest::Response, url: &str) -> Failure {
 impl Transport {
     /// HTTP to `registry` (`host[:port]`) over `http` or https, with `auth`; redirects and token
     /// realms limited to `allowed` (normalised hosts; empty: any).
-    pub fn new(
+    pub(super) fn new(
         registry: &str,
         plain_http: bool,
         auth: RegistryAuth,
@@ -236,7 +241,7 @@ impl Transport {
 
     /// GET of a manifest: its bytes and the `Docker-Content-Digest` header, if any. Over
     /// `max_bytes` (0: [`MANIFEST_CEILING`]) is RESOURCE_EXHAUSTED, never read whole.
-    pub async fn manifest(
+    pub(super) async fn manifest(
         &self,
         repo: &str,
         reference: &str,
@@ -267,7 +272,7 @@ impl Transport {
     }
 
     /// GET of a blob from byte `offset` on (always a Range request): the response, 200 or 206.
-    pub async fn blob(
+    pub(super) async fn blob(
         &self,
         repo: &str,
         digest: &str,
@@ -344,10 +349,13 @@ impl Transport {
                 )));
             }
             if !allowed_url(&self.allowed, &url) {
-                return Err(Failure::Refused(Error::PermissionDenied(format!(
-                    "the registry's token realm {} is not in this plugin's allowed registries",
-                    host_of(&url).unwrap_or_default()
-                ))));
+                return Err(Failure::Refused(
+                    ImageError::NotAllowed(format!(
+                        "the registry's token realm {} is not in this plugin's allowed registries",
+                        host_of(&url).unwrap_or_default()
+                    ))
+                    .into(),
+                ));
             }
         }
         let mut state = self.state.lock().await;

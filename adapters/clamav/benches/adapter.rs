@@ -47,7 +47,8 @@ fn settings() -> Result<Settings, String> {
         threads: 4,
         fd_passing: true,
     };
-    let mut args = std::env::args().skip(1);
+    // `cargo bench` passes `--bench`; ignore it.
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         if flag == "--transfer" {

@@ -1,7 +1,7 @@
 //! Benchmark of the SDK image pipeline against `skopeo copy` + `umoci unpack`, in one run.
 //!
 //! ```text
-//! cargo run --release -p sidescan-sdk --example bench_pipeline [-- --mib 220 --reps 2]
+//! cargo bench -p sidescan-sdk --bench pipeline [-- --mib 220 --reps 2]
 //! ```
 //!
 //! Starts `docker-registry` on 127.0.0.1 (temp dir, free port), generates an image of about
@@ -570,7 +570,11 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; ignore it.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.first().map(String::as_str) == Some("--run") {
         return child(&args[1..]);
     }
@@ -582,7 +586,9 @@ fn main() -> ExitCode {
             ("--mib", Some(v)) => mib = v,
             ("--reps", Some(v)) => reps = v.max(1),
             _ => {
-                eprintln!("usage: bench_pipeline [--mib N] [--reps N]");
+                eprintln!(
+                    "usage: cargo bench -p sidescan-sdk --bench pipeline -- [--mib N] [--reps N]"
+                );
                 return ExitCode::FAILURE;
             }
         }

@@ -1,0 +1,217 @@
+//! Resolution: the reference to the image manifests to scan, through nested indexes, with the
+//! platform chosen as containerd chooses it.
+
+use std::collections::HashSet;
+
+use futures::future::BoxFuture;
+
+use super::{Leaf, Run, blob_digest};
+use crate::error::Error;
+use crate::image::error::Error as ImageError;
+use crate::image::manifest::{
+    DOCKER_LIST, DocKind, ManifestDoc, OCI_INDEX, has_image_layers, is_unknown_platform,
+    platform_rank,
+};
+
+/// The manifest a reference names and the image manifests chosen from it.
+pub(super) struct Resolved {
+    /// Digest of the manifest or index the reference names.
+    pub(super) digest: String,
+    /// Its media type.
+    pub(super) media_type: String,
+    /// Whether it is an index.
+    pub(super) is_index: bool,
+    /// The image (or artifact) manifests to scan: the manifest itself, or those chosen from the
+    /// index (one with a requested platform).
+    pub(super) leaves: Vec<Leaf>,
+}
+
+impl Run<'_> {
+    /// Fetches the manifest the reference names and, for an index, the image manifests it lists,
+    /// keeping only the best match for the requested platform.
+    pub(super) async fn resolve(&self) -> Result<Resolved, Error> {
+        let image = &self.target.image;
+        let reference = match (&image.digest, &image.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let (bytes, digest) = self
+            .session
+            .fetch_manifest(&reference, self.limits().max_manifest_bytes, &self.cancel)
+            .await?;
+        let (doc, kind) = ManifestDoc::parse(&bytes, &image.to_string())?;
+        let media_type = doc.media_type_or(kind);
+        let mut leaves = Vec::new();
+        let is_index = kind == DocKind::Index;
+        if is_index {
+            let mut path = vec![digest.clone()];
+            let mut seen = HashSet::new();
+            self.collect(&doc, 1, &mut path, &mut seen, &mut leaves)
+                .await?;
+            if self.platform.is_some()
+                && let Some(best) = leaves.iter().map(|l| l.rank).min()
+            {
+                // containerd runs the best-ranked match (the first of equals).
+                let chosen = leaves.iter().position(|l| l.rank == best).unwrap_or(0);
+                leaves = vec![leaves.swap_remove(chosen)];
+            }
+            if leaves.is_empty() {
+                return Err(match &self.platform {
+                    Some(p) => Error::failed_precondition(format!(
+                        "platform {p} is not in the index {image}; available: {}",
+                        available_platforms(&doc)
+                    )),
+                    None => Error::failed_precondition(format!("index {image} lists no images")),
+                });
+            }
+        } else {
+            leaves.push(Leaf {
+                digest: digest.clone(),
+                bytes,
+                doc,
+                media_type: media_type.clone(),
+                index_platform: None,
+                rank: 0,
+            });
+        }
+        Ok(Resolved {
+            digest,
+            media_type,
+            is_index,
+            leaves,
+        })
+    }
+
+    /// Collects the image manifests of an index (recursively), honouring the requested platform.
+    fn collect<'s>(
+        &'s self,
+        index: &'s ManifestDoc,
+        depth: u32,
+        path: &'s mut Vec<String>,
+        seen: &'s mut HashSet<String>,
+        leaves: &'s mut Vec<Leaf>,
+    ) -> BoxFuture<'s, Result<(), Error>> {
+        Box::pin(async move {
+            let limits = *self.limits();
+            let entries = index.manifests.as_deref().unwrap_or_default();
+            if limits.max_index_entries > 0 && entries.len() > limits.max_index_entries as usize {
+                return Err(ImageError::Limit {
+                    what: format!("index lists {} entries", entries.len()),
+                    max: u64::from(limits.max_index_entries),
+                }
+                .into());
+            }
+            for entry in entries {
+                let child_is_index =
+                    entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
+                // Choose as a runtime chooses: by platform alone (annotations such as
+                // `vnd.docker.reference.type` do not count), ranked like containerd.
+                let rank = match &self.platform {
+                    Some(wanted) if !child_is_index => {
+                        match platform_rank(wanted, entry.platform.as_ref()) {
+                            Some(rank) => rank,
+                            None => continue,
+                        }
+                    }
+                    _ => 0,
+                };
+                let (digest, size) = blob_digest(entry, "index entry")?;
+                if path.contains(&digest) {
+                    return Err(Error::invalid_argument(format!(
+                        "index loop: {digest} contains itself"
+                    )));
+                }
+                if !child_is_index && !seen.insert(digest.clone()) {
+                    continue;
+                }
+                if child_is_index
+                    && limits.max_index_depth > 0
+                    && depth + 1 > limits.max_index_depth
+                {
+                    return Err(Error::resource_exhausted(format!(
+                        "indexes nested deeper than {} levels",
+                        limits.max_index_depth
+                    )));
+                }
+                if limits.max_manifest_bytes > 0 && size > limits.max_manifest_bytes {
+                    return Err(ImageError::Limit {
+                        what: format!("manifest {digest} is {size} bytes"),
+                        max: limits.max_manifest_bytes,
+                    }
+                    .into());
+                }
+                let (bytes, got) = self
+                    .session
+                    .fetch_manifest(&digest, limits.max_manifest_bytes, &self.cancel)
+                    .await?;
+                if bytes.len() as u64 != size {
+                    return Err(Error::data_loss(format!(
+                        "manifest {got} is {} bytes but the index says {size}",
+                        bytes.len()
+                    )));
+                }
+                let (doc, kind) = ManifestDoc::parse(&bytes, &format!("manifest {digest}"))?;
+                match kind {
+                    DocKind::Index => {
+                        if limits.max_index_depth > 0 && depth + 1 > limits.max_index_depth {
+                            return Err(Error::resource_exhausted(format!(
+                                "indexes nested deeper than {} levels",
+                                limits.max_index_depth
+                            )));
+                        }
+                        path.push(digest);
+                        self.collect(&doc, depth + 1, path, seen, leaves).await?;
+                        path.pop();
+                    }
+                    DocKind::Manifest => {
+                        // With every platform asked for, an `unknown/unknown` entry that is
+                        // not an image (buildx attestations: in-toto layers) has nothing a
+                        // runtime runs; one with image layers can still be run by digest and
+                        // is scanned like any other.
+                        if self.platform.is_none()
+                            && is_unknown_platform(entry)
+                            && !has_image_layers(doc.layers.as_deref().unwrap_or_default())
+                        {
+                            continue;
+                        }
+                        if limits.max_index_entries > 0
+                            && leaves.len() >= limits.max_index_entries as usize
+                        {
+                            return Err(Error::resource_exhausted(format!(
+                                "indexes name more than {} images",
+                                limits.max_index_entries
+                            )));
+                        }
+                        let media_type = doc.media_type_or(kind);
+                        leaves.push(Leaf {
+                            digest,
+                            bytes,
+                            doc,
+                            media_type,
+                            index_platform: entry.platform.clone(),
+                            rank,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn available_platforms(index: &ManifestDoc) -> String {
+    let list: Vec<String> = index
+        .manifests
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !is_unknown_platform(e))
+        .filter_map(|e| e.platform.as_ref().map(|p| p.to_platform().to_string()))
+        .collect();
+    if list.is_empty() {
+        "none declared".into()
+    } else {
+        list.join(", ")
+    }
+}
