@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The document.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
         .expect("read openapi.yaml");
     let docs = YamlLoader::load_from_str(&text).expect("openapi.yaml is YAML");
@@ -37,7 +37,7 @@ fn to_json(y: &Yaml) -> Value {
 }
 
 /// The operation object for `method` on `path` (a template such as `/api/v1/scan/{id}/report`).
-pub fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+pub(crate) fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
     doc["paths"]
         .get(path)
         .and_then(|p| p.get(method))
@@ -45,7 +45,7 @@ pub fn operation<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
 }
 
 /// The response object for `status` of an operation, `$ref`s resolved.
-pub fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> &'a Value {
+pub(crate) fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> &'a Value {
     let r = op["responses"]
         .get(status.to_string())
         .unwrap_or_else(|| panic!("status {status} undocumented in {op}"));
@@ -53,7 +53,7 @@ pub fn response<'a>(doc: &'a Value, op: &'a Value, status: u16) -> &'a Value {
 }
 
 /// Follows a local `$ref`.
-pub fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+pub(crate) fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let pointer = r.trim_start_matches('#');
@@ -69,7 +69,7 @@ pub fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 
 /// Checks an answer against the document: status documented, content type documented for it
 /// (none when the document gives no content), body valid against its schema.
-pub fn check_answer(
+pub(crate) fn check_answer(
     doc: &Value,
     method: &str,
     path: &str,
@@ -100,7 +100,7 @@ pub fn check_answer(
 }
 
 /// Schema violations of `value` (empty: valid).
-pub fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+pub(crate) fn validate(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
     let schema = resolve(doc, schema);
     let mut errors = Vec::new();
     if value.is_null() && schema["nullable"] == Value::Bool(true) {

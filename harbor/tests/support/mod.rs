@@ -10,26 +10,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-pub use sidescan_tests::fixtures::{self, EICAR_PATH};
-pub use sidescan_tests::plugin::{
+pub(crate) use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+pub(crate) use sidescan_tests::fixtures::{self, EICAR_PATH};
+pub(crate) use sidescan_tests::plugin::{
     PluginProcess, ServingStatus, test_plugin_binary, workspace_binary,
 };
-pub use sidescan_tests::process::ChildGuard;
-pub use sidescan_tests::registry::Registry;
+pub(crate) use sidescan_tests::process::ChildGuard;
+pub(crate) use sidescan_tests::registry::Registry;
 
 /// Harbor's media types, as its client spells them.
-pub const METADATA_V1_0: &str = "application/vnd.scanner.adapter.metadata+json; version=1.0";
+pub(crate) const METADATA_V1_0: &str = "application/vnd.scanner.adapter.metadata+json; version=1.0";
 /// The scan request type Harbor sends.
-pub const SCAN_REQUEST_V1_0: &str =
+pub(crate) const SCAN_REQUEST_V1_0: &str =
     "application/vnd.scanner.adapter.scan.request+json; version=1.0";
 /// The scan response type Harbor accepts.
-pub const SCAN_RESPONSE: &str = "application/vnd.scanner.adapter.scan.response+json; version=1.0";
+pub(crate) const SCAN_RESPONSE: &str = "application/vnd.scanner.adapter.scan.response+json; version=1.0";
 /// The report Harbor asks a vulnerability scanner for.
-pub const GENERIC_REPORT: &str = "application/vnd.security.vulnerability.report; version=1.1";
+pub(crate) const GENERIC_REPORT: &str = "application/vnd.security.vulnerability.report; version=1.1";
 
 /// A running `sidescan-harbor` on 127.0.0.1, stopped by PID on drop.
-pub struct HarborProcess {
+pub(crate) struct HarborProcess {
     child: ChildGuard,
     addr: String,
     dir: tempfile::TempDir,
@@ -38,7 +38,7 @@ pub struct HarborProcess {
 impl HarborProcess {
     /// Starts `sidescan-harbor --plugin plugin_url` with `extra` flags and waits until it
     /// listens.
-    pub fn start(plugin_url: &str, extra: &[&str]) -> Self {
+    pub(crate) fn start(plugin_url: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let addr_file = dir.path().join("addr");
         let log = std::fs::File::create(dir.path().join("harbor.log")).expect("log file");
@@ -83,24 +83,24 @@ impl HarborProcess {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Its log.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("harbor.log")).unwrap_or_default()
     }
 
     /// Its temp dir.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 }
 
 /// A client that behaves like Harbor's: 5 s timeout per call (body included), redirects never
 /// followed, version=1.0 media types.
-pub fn harbor_client() -> reqwest::Client {
+pub(crate) fn harbor_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
@@ -109,7 +109,7 @@ pub fn harbor_client() -> reqwest::Client {
 }
 
 /// The body Harbor sends for a vulnerability scan of `repository@digest` on `registry_url`.
-pub fn harbor_scan_request(
+pub(crate) fn harbor_scan_request(
     registry_url: &str,
     authorization: &str,
     repository: &str,
@@ -126,7 +126,7 @@ pub fn harbor_scan_request(
 }
 
 /// `GET /metadata` as Harbor sends it.
-pub async fn metadata(client: &reqwest::Client, base: &str) -> reqwest::Response {
+pub(crate) async fn metadata(client: &reqwest::Client, base: &str) -> reqwest::Response {
     client
         .get(format!("{base}/api/v1/metadata"))
         .header("Accept", METADATA_V1_0)
@@ -136,7 +136,7 @@ pub async fn metadata(client: &reqwest::Client, base: &str) -> reqwest::Response
 }
 
 /// `POST /scan` as Harbor sends it.
-pub async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
     client
         .post(format!("{base}/api/v1/scan"))
         .header("Content-Type", SCAN_REQUEST_V1_0)
@@ -150,7 +150,7 @@ pub async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> reqwe
 /// What Harbor's job loop ends with: the status and body of the first answer that is not 302.
 /// Polls like Harbor: first after 2 s, then after `Refresh-After` (parsed as an 8-bit integer,
 /// 5 s when unparsable), for at most `limit`.
-pub async fn poll_report(
+pub(crate) async fn poll_report(
     client: &reqwest::Client,
     base: &str,
     id: &str,
