@@ -13,11 +13,11 @@ use sidescan_proto::v1::{
     Features, FindingKind, GetMetadataResponse, Limits, Platform, Registry, ReportParameters,
     ScanReport, ScanRequest, ScanResponse, ScanVulnerability, Severity,
 };
-use sidescan_tests::fake_registry::{FakeRegistry, Fault, Match};
-use sidescan_tests::fixtures::{self, Entry, Image, Layer, base_layer};
-use sidescan_tests::hostile::{self, Expected, HostileCase};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::registry::basic_authorization;
+use sidescan_testkit::fake_registry::{FakeRegistry, Fault, Match};
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer, base_layer};
+use sidescan_testkit::hostile::{self, Expected, HostileCase};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::registry::basic_authorization;
 use tonic::Code;
 
 use crate::fixtures::{Fixtures, Placed};

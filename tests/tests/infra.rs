@@ -1,13 +1,13 @@
-//! Self-tests of the test helpers in `sidescan_tests`: real registries in every auth
+//! Self-tests of the test helpers in `sidescan_testkit`: real registries in every auth
 //! mode, fixtures pushed and read back with skopeo, OCI layouts unpacked with umoci,
 //! the fault-injecting fake registry, and the hostile corpus.
 
 use serde_json::Value;
-use sidescan_tests::client::RegistryClient;
-use sidescan_tests::fixtures;
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::registry::{Auth, Registry, basic_authorization};
-use sidescan_tests::tool;
+use sidescan_testkit::client::RegistryClient;
+use sidescan_testkit::fixtures;
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::registry::{Auth, Registry, basic_authorization};
+use sidescan_testkit::tool;
 use std::process::Command;
 
 fn run(cmd: &mut Command) -> String {
@@ -74,7 +74,7 @@ async fn registry_token_mode_accepts_token_from_token_server() {
     let r = c.get(&v2).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    let (scheme, params) = sidescan_tests::client::parse_challenge(&challenge);
+    let (scheme, params) = sidescan_testkit::client::parse_challenge(&challenge);
     assert_eq!(scheme, "Bearer");
     let realm = &params["realm"];
     assert_eq!(realm, &reg.token_server().unwrap().realm());
@@ -135,7 +135,7 @@ async fn registry_token_mode_push_and_pull_with_token_exchange() {
     let r = c
         .get(&url)
         .header("authorization", &bearer)
-        .header("accept", sidescan_tests::oci::OCI_MANIFEST)
+        .header("accept", sidescan_testkit::oci::OCI_MANIFEST)
         .send()
         .await
         .unwrap();
@@ -320,7 +320,7 @@ fn layers_have_correct_diff_ids_and_media_types() {
         let diff = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
         assert_eq!(diff, l.diff_id);
         assert_eq!(config["rootfs"]["diff_ids"][i], diff);
-        assert_eq!(l.blob.media_type, sidescan_tests::oci::OCI_LAYER_GZIP);
+        assert_eq!(l.blob.media_type, sidescan_testkit::oci::OCI_LAYER_GZIP);
         // The tar crate reads it back.
         let mut ar = tar::Archive::new(&tar[..]);
         for e in ar.entries().unwrap() {
@@ -332,7 +332,7 @@ fn layers_have_correct_diff_ids_and_media_types() {
     let z = fixtures::zstd_image();
     assert_eq!(
         z.layers[0].blob.media_type,
-        sidescan_tests::oci::OCI_LAYER_ZSTD
+        sidescan_testkit::oci::OCI_LAYER_ZSTD
     );
     let dec = zstd::decode_all(&z.layers[1].blob.data[..]).unwrap();
     assert_eq!(
@@ -340,17 +340,17 @@ fn layers_have_correct_diff_ids_and_media_types() {
         z.layers[1].diff_id
     );
     let d = fixtures::docker_media_types_image();
-    assert_eq!(d.media_type(), sidescan_tests::oci::DOCKER_MANIFEST);
+    assert_eq!(d.media_type(), sidescan_testkit::oci::DOCKER_MANIFEST);
     assert_eq!(
         d.layers[0].blob.media_type,
-        sidescan_tests::oci::DOCKER_LAYER_GZIP
+        sidescan_testkit::oci::DOCKER_LAYER_GZIP
     );
 }
 
 mod fake {
     use super::*;
-    use sidescan_tests::fake_registry::{FakeRegistry, Fault, Match};
-    use sidescan_tests::oci::sha256_digest;
+    use sidescan_testkit::fake_registry::{FakeRegistry, Fault, Match};
+    use sidescan_testkit::oci::sha256_digest;
     use std::time::{Duration, Instant};
 
     fn http() -> reqwest::Client {
@@ -390,7 +390,7 @@ mod fake {
         assert_eq!(r.status(), 200);
         assert_eq!(
             r.headers()["content-type"],
-            sidescan_tests::oci::OCI_MANIFEST
+            sidescan_testkit::oci::OCI_MANIFEST
         );
         assert_eq!(r.headers()["docker-content-digest"], img.digest());
         assert_eq!(r.bytes().await.unwrap(), img.manifest.data);
@@ -677,7 +677,7 @@ mod fake {
 }
 
 mod process {
-    use sidescan_tests::process::{ChildGuard, free_port, wait_for_tcp};
+    use sidescan_testkit::process::{ChildGuard, free_port, wait_for_tcp};
     use std::process::Command;
     use std::time::{Duration, Instant};
 
@@ -737,7 +737,7 @@ mod process {
     #[test]
     #[should_panic(expected = "run 'apt-get install -y no-such-package' (or scripts/install-deps)")]
     fn missing_tool_panics_with_install_command() {
-        sidescan_tests::tool::require(
+        sidescan_testkit::tool::require(
             "sidescan-no-such-binary",
             "apt-get install -y no-such-package",
         );
@@ -745,7 +745,7 @@ mod process {
 
     #[test]
     fn registry_stops_and_cleans_up_on_drop() {
-        let reg = sidescan_tests::registry::Registry::anonymous();
+        let reg = sidescan_testkit::registry::Registry::anonymous();
         let (pid, dir, addr) = (reg.pid(), reg.dir().to_path_buf(), reg.addr());
         assert!(alive(pid) && dir.exists());
         drop(reg);
@@ -757,14 +757,14 @@ mod process {
 
 mod hostile {
     use super::*;
-    use sidescan_tests::fake_registry::FakeRegistry;
-    use sidescan_tests::hostile::{self, Expected, HostileSizes};
-    use sidescan_tests::oci::sha256_digest;
+    use sidescan_testkit::fake_registry::FakeRegistry;
+    use sidescan_testkit::hostile::{self, Expected, HostileSizes};
+    use sidescan_testkit::oci::sha256_digest;
     use std::io::Read;
     use std::path::Path;
     use tonic::Code;
 
-    fn layer_tar(l: &sidescan_tests::oci::LayerBlob) -> Vec<u8> {
+    fn layer_tar(l: &sidescan_testkit::oci::LayerBlob) -> Vec<u8> {
         let mut out = vec![];
         flate2::read::GzDecoder::new(&l.blob.data[..])
             .read_to_end(&mut out)

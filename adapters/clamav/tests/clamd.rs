@@ -9,10 +9,10 @@ use sidescan_clamav::{
 };
 use sidescan_sdk::model::notice_codes;
 use sidescan_sdk::{FindingKind, Readiness, ScanContext, Scanner, Severity};
-use sidescan_tests::clamd::{
+use sidescan_testkit::clamd::{
     BODY_MARKER, BODY_SIGNATURE, ClamdOptions, ClamdProcess, EICAR_SIGNATURE,
 };
-use sidescan_tests::fixtures::{EICAR, stored_zip};
+use sidescan_testkit::fixtures::{EICAR, stored_zip};
 use tokio::sync::mpsc;
 
 fn addr(s: &str) -> ClamdAddr {

@@ -41,10 +41,10 @@ use filler::text_bytes;
 use sidescan_proto::mime;
 use sidescan_proto::v1 as pb;
 use sidescan_proto::v1::scan_client::ScanClient;
-use sidescan_tests::fixtures::{Compression, Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::process::ChildGuard;
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::fixtures::{Compression, Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::process::ChildGuard;
+use sidescan_testkit::registry::Registry;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -57,7 +57,7 @@ const FILE_MIB: u64 = 4;
 
 /// Compressible filler (words and numbers) without a dependency.
 mod filler {
-    use sidescan_tests::fixtures::PseudoRandom;
+    use sidescan_testkit::fixtures::PseudoRandom;
 
     /// About `len` bytes of text lines from `seed`.
     pub fn text_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -19,7 +19,7 @@ use sidescan_proto::v1::{
     ScanImageStreamResponse, ScanReport, ScanRequest, ScanResponse, ScanVulnerability, Scanner,
     Severity, Summary, TypedReport, scan_image_stream_response::Event,
 };
-use sidescan_tests::fixtures::EICAR;
+use sidescan_testkit::fixtures::EICAR;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
