@@ -14,6 +14,7 @@
 //! | [`fake_registry`] | [`fake_registry::FakeRegistry`]: in-memory read API with faults (wrong bytes, truncation, 5xx N times, stalls, dribble, 401/403/404) and request counters |
 //! | [`fixtures`] | deterministic [`fixtures::Layer`]s, [`fixtures::Image`]s, [`fixtures::Index`]es and ready-made images (clean, EICAR, whiteouts, multi-arch, secret, Docker, zstd, Falco artifact, large file, EICAR in a zip) |
 //! | [`hostile`] | the hostile corpus: each [`hostile::HostileCase`] has a name, a description and the [`hostile::Expected`] outcome |
+//! | [`grpc`] | [`grpc::RawCodec`]: gRPC calls with raw protobuf bytes (unknown fields, reflection-only methods) |
 //! | [`digest`] | [`digest::sha256_digest`] (the one `sha256:<hex>` formatter) and [`digest::HashWriter`] |
 //! | [`random`] | [`random::PseudoRandom`], deterministic bytes (splitmix64) |
 //! | [`oci`] | [`oci::Blob`], [`oci::Artifact`] (push / serve / write as OCI layout), [`oci::Platform`], media types |
@@ -44,6 +45,7 @@ pub mod client;
 pub mod digest;
 pub mod fake_registry;
 pub mod fixtures;
+pub mod grpc;
 pub mod hostile;
 pub mod metrics;
 pub mod oci;

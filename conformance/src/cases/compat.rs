@@ -49,7 +49,7 @@ async fn raw_call(cx: &Ctx, method: &'static str, body: Vec<u8>) -> Result<Vec<u
     let mut request = tonic::Request::new(body);
     request.set_timeout(cx.case_timeout);
     let path = http::uri::PathAndQuery::from_static(method);
-    grpc.unary(request, path, sidescan_proto::client::RawCodec)
+    grpc.unary(request, path, sidescan_testkit::grpc::RawCodec)
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| {

@@ -543,7 +543,7 @@ async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
         .unary(
             tonic::Request::new(input.encode_to_vec()),
             path,
-            sidescan_proto::client::RawCodec,
+            sidescan_testkit::grpc::RawCodec,
         )
         .await
         .expect("dynamic GetMetadata call")
