@@ -41,9 +41,7 @@ const DEPTH: usize = 8;
 
 /// sha256 of the given bytes as `sha256:<hex>` (tests and fixtures).
 #[cfg(test)]
-pub(crate) fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+pub(crate) use sidescan_testkit::digest::sha256_digest;
 
 /// Path helper for tests.
 #[cfg(test)]
