@@ -13,6 +13,7 @@ use sidescan_sdk::pipeline::{Pipeline, PipelineOptions, ScanJob};
 use sidescan_sdk::prelude::*;
 use sidescan_sdk::{Limits, async_trait};
 use sidescan_testkit::digest::sha256_digest;
+use sidescan_testkit::fixtures;
 use sidescan_testkit::registry::{Auth, Registry};
 use tokio::io::AsyncReadExt as _;
 // ------------------------------------------------------------------------------------------
@@ -66,34 +67,14 @@ pub enum E<'a> {
     Symlink(&'a str, &'a str),
 }
 
+/// The tar of `entries`, written by the test kit.
 pub fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        match e {
-            E::File(p, d) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(0o644);
-                h.set_size(d.len() as u64);
-                h.set_cksum();
-                b.append_data(&mut h, p, *d).unwrap();
-            }
-            E::Dir(p) => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                h.set_cksum();
-                b.append_data(&mut h, p, &[][..]).unwrap();
-            }
-            E::Symlink(p, t) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, p, t).unwrap();
-            }
-        }
-    }
-    b.into_inner().unwrap()
+    fixtures::Layer::new(entries.iter().map(|e| match *e {
+        E::File(p, d) => fixtures::Entry::file(p, d.to_vec()),
+        E::Dir(p) => fixtures::Entry::dir(p),
+        E::Symlink(p, t) => fixtures::Entry::symlink(p, t),
+    }))
+    .tar_bytes()
 }
 
 pub fn gz(data: &[u8]) -> Vec<u8> {
