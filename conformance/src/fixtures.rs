@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use sidescan_proto::v1::Registry;
-use sidescan_tests::client::RegistryClient;
-use sidescan_tests::fake_registry::FakeRegistry;
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::registry::basic_authorization;
+use sidescan_testkit::client::RegistryClient;
+use sidescan_testkit::fake_registry::FakeRegistry;
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::registry::basic_authorization;
 
 /// The fixture source.
 #[derive(Clone, Debug, Default)]

@@ -1,80 +1,52 @@
-//! JUnit XML output (the subset CI systems read: one suite, one testcase per case).
+//! JUnit XML output (the subset CI systems read: one suite, one testcase per case), written
+//! by `quick-junit`.
 
-use std::fmt::Write as _;
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::{Outcome, RunReport};
 
-/// Escapes text for XML attributes and content.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+/// A failed or error status whose message is also the element's text.
+fn non_success(kind: NonSuccessKind, reason: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status.set_message(reason).set_description(reason);
+    status
 }
 
 /// Renders `report` as JUnit XML.
 pub(crate) fn render(report: &RunReport) -> String {
-    let total: f64 = report.cases.iter().map(|c| c.duration.as_secs_f64()).sum();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        xml,
-        "<testsuites><testsuite name=\"sidescan-conformance\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total:.3}\">",
-        report.cases.len(),
-        report.failed(),
-        report.errors(),
-        report.skipped()
-    );
+    let mut suite = TestSuite::new("sidescan-conformance");
+    suite.set_time(report.cases.iter().map(|c| c.duration).sum());
     if let Some(scanner) = report.metadata.as_ref().and_then(|m| m.scanner.as_ref()) {
-        let _ = writeln!(
-            xml,
-            "  <properties><property name=\"plugin\" value=\"{} {}\"/><property name=\"suite\" value=\"{} {}\"/></properties>",
-            escape(&scanner.name),
-            escape(&scanner.version),
-            crate::VERSION,
-            crate::API_VERSION
-        );
+        suite.add_properties([
+            Property::new("plugin", format!("{} {}", scanner.name, scanner.version)),
+            Property::new(
+                "suite",
+                format!("{} {}", crate::VERSION, crate::API_VERSION),
+            ),
+        ]);
     }
     for case in &report.cases {
         let (class, name) = case.name.split_once('/').unwrap_or(("", &case.name));
-        let _ = write!(
-            xml,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            escape(class),
-            escape(name),
-            case.duration.as_secs_f64()
-        );
-        match &case.outcome {
-            Outcome::Passed => xml.push_str("/>\n"),
-            Outcome::Failed(r) => {
-                let _ = writeln!(
-                    xml,
-                    "><failure message=\"{0}\">{0}</failure></testcase>",
-                    escape(r)
-                );
-            }
+        let status = match &case.outcome {
+            Outcome::Passed => TestCaseStatus::success(),
+            Outcome::Failed(r) => non_success(NonSuccessKind::Failure, r),
+            Outcome::Error(r) => non_success(NonSuccessKind::Error, r),
             Outcome::Skipped(r) => {
-                let _ = writeln!(xml, "><skipped message=\"{}\"/></testcase>", escape(r));
+                let mut status = TestCaseStatus::skipped();
+                status.set_message(r.as_str());
+                status
             }
-            Outcome::Error(r) => {
-                let _ = writeln!(
-                    xml,
-                    "><error message=\"{0}\">{0}</error></testcase>",
-                    escape(r)
-                );
-            }
-        }
+        };
+        let mut testcase = TestCase::new(name, status);
+        testcase.set_classname(class).set_time(case.duration);
+        suite.add_test_case(testcase);
     }
-    xml.push_str("</testsuite></testsuites>\n");
-    xml
+    let mut junit = Report::new("sidescan-conformance");
+    junit.add_test_suite(suite);
+    // Serialising an in-memory report to a String only fails on a bug in quick-junit.
+    junit
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- JUnit serialisation failed: {e} -->\n"))
 }
 
 #[cfg(test)]
@@ -106,8 +78,15 @@ mod tests {
             metadata: None,
         };
         let xml = render(&report);
-        assert!(xml.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""));
+        for count in [
+            "tests=\"3\"",
+            "failures=\"1\"",
+            "errors=\"0\"",
+            "skipped=\"1\"",
+        ] {
+            assert!(xml.contains(count), "{count} in {xml}");
+        }
         assert!(xml.contains("expected &lt;A&gt; &amp; got &quot;B&quot;"));
-        assert!(xml.contains("<testcase classname=\"b\" name=\"skip\""));
+        assert!(xml.contains("<testcase name=\"skip\" classname=\"b\""));
     }
 }

@@ -13,10 +13,9 @@
 //! registry failed: not the plugin's fault, kept apart from failures).
 //!
 //! Fixture images are served by an embedded read-only registry (the fault-injecting
-//! [`sidescan_tests::fake_registry::FakeRegistry`]) or pushed into a real registry
-//! ([`FixtureSource`]). The fixtures and the fake registry currently live in the
-//! `sidescan-tests` crate; they should later move into a crate of their own so that this suite
-//! does not depend on test helpers.
+//! [`sidescan_testkit::fake_registry::FakeRegistry`]) or pushed into a real registry
+//! ([`FixtureSource`]). The fixtures and the fake registry come from `sidescan-testkit`, a
+//! leaf crate without the SDK.
 //!
 //! ```no_run
 //! # async fn demo() {

@@ -199,7 +199,7 @@ fn the_binary_refuses_to_run_without_an_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixtures_pushed_to_a_real_registry_with_credentials() {
     use sidescan_conformance::{FixtureSource, Selection};
-    use sidescan_tests::registry::{Auth, Registry};
+    use sidescan_testkit::registry::{Auth, Registry};
     let registry = tokio::task::spawn_blocking(|| Registry::start(Auth::htpasswd()))
         .await
         .expect("start docker-registry");
@@ -234,9 +234,9 @@ async fn fixtures_pushed_to_a_real_registry_with_credentials() {
     drop(registry);
 }
 
-async fn assert_binary_conforms(plugin: &sidescan_tests::plugin::PluginProcess) -> RunReport {
+async fn assert_binary_conforms(plugin: &sidescan_testkit::plugin::PluginProcess) -> RunReport {
     plugin
-        .wait_for_health(sidescan_tests::plugin::ServingStatus::Serving)
+        .wait_for_health(sidescan_testkit::plugin::ServingStatus::Serving)
         .await;
     let report = run_suite(&plugin.url()).await;
     println!("{}", report.summary_line());
@@ -254,8 +254,8 @@ async fn assert_binary_conforms(plugin: &sidescan_tests::plugin::PluginProcess) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_example_plugin_binary_passes_every_case_that_applies() {
-    let plugin = sidescan_tests::plugin::PluginProcess::start(
-        &sidescan_tests::plugin::workspace_binary("private_keys"),
+    let plugin = sidescan_testkit::plugin::PluginProcess::start(
+        &sidescan_testkit::plugin::workspace_binary("private_keys"),
         sidescan_conformance::SMALL_LIMIT_FLAGS,
     );
     assert_binary_conforms(&plugin).await;
@@ -263,15 +263,15 @@ async fn the_sdk_example_plugin_binary_passes_every_case_that_applies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clamav_adapter_with_a_real_clamd_passes_every_case_that_applies() {
-    let clamd = sidescan_tests::clamd::ClamdProcess::start();
+    let clamd = sidescan_testkit::clamd::ClamdProcess::start();
     let addr = clamd.unix_addr();
     let args = [
         &["--clamd", addr.as_str()][..],
         sidescan_conformance::SMALL_LIMIT_FLAGS,
     ]
     .concat();
-    let plugin = sidescan_tests::plugin::PluginProcess::start(
-        &sidescan_tests::plugin::workspace_binary("sidescan-clamav"),
+    let plugin = sidescan_testkit::plugin::PluginProcess::start(
+        &sidescan_testkit::plugin::workspace_binary("sidescan-clamav"),
         &args,
     );
     let report = assert_binary_conforms(&plugin).await;

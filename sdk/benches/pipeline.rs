@@ -4,8 +4,8 @@
 //! cargo bench -p sidescan-sdk --bench pipeline [-- --mib 220 --reps 2]
 //! ```
 //!
-//! Starts `docker-registry` on 127.0.0.1 (temp dir, free port), generates an image of about
-//! `--mib` MiB compressed (incompressible random files plus compressible text, three gzip
+//! Starts the test kit's `docker-registry` on 127.0.0.1 (temp dir, free port), generates an
+//! image of about `--mib` MiB compressed (incompressible random files plus compressible text, three gzip
 //! layers), pushes it with skopeo, then measures, each in a fresh process (peak RSS = `VmHWM`):
 //!
 //! - baseline: `skopeo copy docker://… oci:DIR` + `umoci unpack --rootless`;
@@ -16,16 +16,17 @@
 //!
 //! Needs `apt-get install -y docker-registry skopeo umoci`.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
 use sidescan_sdk::pipeline::{Pipeline, PipelineOptions, ScanJob};
 use sidescan_sdk::prelude::*;
 use sidescan_sdk::{Limits, async_trait};
+use sidescan_testkit::digest::{HashWriter, sha256_digest};
+use sidescan_testkit::random::PseudoRandom;
 use tokio::io::AsyncReadExt as _;
 
 // ---------------------------------------------------------------------------------------------
@@ -167,38 +168,6 @@ fn child(args: &[String]) -> ExitCode {
 // driver
 // ---------------------------------------------------------------------------------------------
 
-/// xorshift64*: fast incompressible bytes without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// Writes to two sinks: the tar stream is hashed (diff_id) and gzipped.
-struct HashTee<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashTee<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 struct BlobOut {
     digest: String,
     diff_id: String,
@@ -210,13 +179,11 @@ fn make_layer(blobs: &Path, seed: u64, random_mib: usize, text_mib: usize) -> io
     let tmp = blobs.join(format!("tmp-{seed}"));
     let gz =
         flate2::write::GzEncoder::new(std::fs::File::create(&tmp)?, flate2::Compression::fast());
-    let mut tee = HashTee {
-        inner: gz,
-        hasher: Sha256::new(),
-    };
+    // The tar stream is hashed (diff_id) on its way into gzip.
+    let mut tee = HashWriter::new(gz);
     {
         let mut tar = tar::Builder::new(&mut tee);
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = PseudoRandom::new(seed);
         let mut data = vec![0u8; 4 << 20];
         for i in 0..random_mib / 4 {
             rng.fill(&mut data);
@@ -254,9 +221,9 @@ fn make_layer(blobs: &Path, seed: u64, random_mib: usize, text_mib: usize) -> io
         }
         tar.finish()?;
     }
-    let diff_id = format!("sha256:{}", hex::encode(tee.hasher.finalize()));
-    tee.inner.finish()?;
-    let digest = format!("sha256:{}", sidescan_file_sha256(&tmp)?);
+    let (gz, diff_id) = tee.finish();
+    gz.finish()?;
+    let digest = sha256_of_file(&tmp)?;
     let size = std::fs::metadata(&tmp)?.len();
     std::fs::rename(&tmp, blobs.join(digest.trim_start_matches("sha256:")))?;
     Ok(BlobOut {
@@ -266,17 +233,18 @@ fn make_layer(blobs: &Path, seed: u64, random_mib: usize, text_mib: usize) -> io
     })
 }
 
-fn sidescan_file_sha256(path: &Path) -> io::Result<String> {
+/// `sha256:<hex>` of a file, streamed.
+fn sha256_of_file(path: &Path) -> io::Result<String> {
     let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
+    let mut h = HashWriter::new(io::sink());
     io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finish().1)
 }
 
 fn write_blob(blobs: &Path, data: &[u8]) -> io::Result<String> {
-    let hex = hex::encode(Sha256::digest(data));
-    std::fs::write(blobs.join(&hex), data)?;
-    Ok(format!("sha256:{hex}"))
+    let digest = sha256_digest(data);
+    std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), data)?;
+    Ok(digest)
 }
 
 /// Generates the image as an OCI layout; returns the compressed size.
@@ -317,15 +285,6 @@ fn make_image(dir: &Path, mib: usize) -> io::Result<u64> {
     std::fs::write(dir.join("index.json"), index.to_string())?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     Ok(layers.iter().map(|l| l.size).sum())
-}
-
-struct Registry(Child);
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run_ok(cmd: &mut Command) -> Result<(), String> {
@@ -415,37 +374,9 @@ fn driver(mib: usize, reps: usize) -> Result<(), String> {
         .tempdir()
         .map_err(|e| e.to_string())?;
     let w = work.path();
-    // registry
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let host = format!("127.0.0.1:{port}");
-    let cfg = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-        w.join("registry").display()
-    );
-    std::fs::write(w.join("registry.yml"), cfg).map_err(|e| e.to_string())?;
-    let _registry = Registry(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(w.join("registry.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("docker-registry: {e} (apt-get install -y docker-registry)"))?,
-    );
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&host).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !up {
-        return Err("docker-registry did not start".into());
-    }
+    // registry (the test kit's docker-registry, stopped on drop)
+    let registry = sidescan_testkit::registry::Registry::anonymous();
+    let host = registry.host();
     eprintln!("generating a ~{mib} MiB image ...");
     let src = w.join("src");
     let compressed = make_image(&src, mib).map_err(|e| e.to_string())?;

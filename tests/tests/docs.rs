@@ -19,8 +19,8 @@ use std::process::Command;
 
 use sidescan_proto::client::ClientOptions;
 use sidescan_proto::plugin_config::{self, PluginManager, VULN_SCANNER};
-use sidescan_tests::plugin::workspace_binary;
-use sidescan_tests::tool;
+use sidescan_testkit::plugin::workspace_binary;
+use sidescan_testkit::tool;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn root() -> PathBuf {
@@ -743,10 +743,10 @@ fn clamd_pings(socket: &Path) -> bool {
 #[tokio::test]
 async fn the_deployed_clamd_and_adapter_scan_files_of_every_size() {
     use sidescan_proto::v1 as pb;
-    use sidescan_tests::clamd::{BODY_MARKER, BODY_SIGNATURE, EICAR_SIGNATURE};
-    use sidescan_tests::fixtures::{EICAR, Entry, Image, Layer};
-    use sidescan_tests::process::ChildGuard;
-    use sidescan_tests::registry::Registry;
+    use sidescan_testkit::clamd::{BODY_MARKER, BODY_SIGNATURE, EICAR_SIGNATURE};
+    use sidescan_testkit::fixtures::{EICAR, Entry, Image, Layer};
+    use sidescan_testkit::process::ChildGuard;
+    use sidescan_testkit::registry::Registry;
     use std::time::{Duration, Instant};
 
     let docs = yaml_docs("deploy/kubernetes/standalone/clamav.yaml");
@@ -776,7 +776,7 @@ async fn the_deployed_clamd_and_adapter_scan_files_of_every_size() {
         conf.push_str(&format!("{key} {value}\n"));
     }
     let database = PathBuf::from(option(&conf, "DatabaseDirectory"));
-    sidescan_tests::clamd::write_test_signatures(&database).unwrap();
+    sidescan_testkit::clamd::write_test_signatures(&database).unwrap();
     std::fs::create_dir_all(option(&conf, "TemporaryDirectory")).unwrap();
     let socket = PathBuf::from(option(&conf, "LocalSocket"));
     std::fs::write(root.path().join("clamd.conf"), &conf).unwrap();

@@ -22,12 +22,12 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{EICAR, Entry, Image, Layer, PseudoRandom};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, workspace_binary};
-use sidescan_tests::registry::Registry;
-use sidescan_tests::tool;
+use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{EICAR, Entry, Image, Layer, PseudoRandom};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
+use sidescan_testkit::registry::Registry;
+use sidescan_testkit::tool;
 
 const MIB: f64 = 1024.0 * 1024.0;
 

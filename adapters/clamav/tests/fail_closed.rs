@@ -15,10 +15,10 @@ use sidescan_clamav::{
 };
 use sidescan_proto::v1 as pb;
 use sidescan_sdk::{Readiness, ScanContext, Scanner, Severity};
-use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{EICAR, Entry, Image, Layer, stored_zip};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus};
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{EICAR, Entry, Image, Layer, stored_zip};
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus};
+use sidescan_testkit::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 fn addr(s: &str) -> ClamdAddr {
@@ -294,7 +294,7 @@ async fn encrypted_content_is_a_notice_not_clean_and_not_malware() {
 
 /// A request for `repo:1` on `registry` asking for the malware report.
 fn request(registry: &Registry, repo: &str) -> pb::ScanRequest {
-    sidescan_tests::plugin::malware_request(&registry.url(), &format!("{repo}:1"))
+    sidescan_testkit::plugin::malware_request(&registry.url(), &format!("{repo}:1"))
 }
 
 async fn scan(

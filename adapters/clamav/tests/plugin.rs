@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use sidescan_proto::v1 as pb;
-use sidescan_tests::clamd::ClamdProcess;
-use sidescan_tests::plugin::{PluginProcess, ServingStatus};
+use sidescan_testkit::clamd::ClamdProcess;
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sidescan-clamav"))

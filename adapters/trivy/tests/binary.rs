@@ -9,7 +9,7 @@ use common::World;
 use common::fixture_db;
 use sidescan_proto::mime;
 use sidescan_proto::v1::GetMetadataRequest;
-use sidescan_tests::plugin::PluginProcess;
+use sidescan_testkit::plugin::PluginProcess;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::World;
 use sidescan_conformance::{Config, RunReport, SMALL_LIMIT_FLAGS, run};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus};
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus};
 
 /// Runs the whole suite against the adapter started with `extra` flags; returns the report and
 /// the plugin's log.

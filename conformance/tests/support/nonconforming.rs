@@ -11,7 +11,6 @@ use std::io::Read as _;
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use sha2::Digest as _;
 use sidescan_proto::mime;
 use sidescan_proto::v1::scan_server::{Scan, ScanServer};
 use sidescan_proto::v1::{
@@ -19,7 +18,7 @@ use sidescan_proto::v1::{
     ScanImageStreamResponse, ScanReport, ScanRequest, ScanResponse, ScanVulnerability, Scanner,
     Severity, Summary, TypedReport, scan_image_stream_response::Event,
 };
-use sidescan_tests::fixtures::EICAR;
+use sidescan_testkit::fixtures::EICAR;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -239,7 +238,7 @@ async fn pull(request: ScanRequest) -> Result<ScanResponse, Status> {
     let Ok(body) = manifest.bytes().await else {
         return answer(image, reports);
     };
-    image.digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    image.digest = sidescan_testkit::digest::sha256_digest(&body);
     image.media_type = media_type;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let layers = json["layers"].as_array().cloned().unwrap_or_default();

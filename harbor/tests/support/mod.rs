@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub(crate) use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-pub(crate) use sidescan_tests::fixtures::{self, EICAR_PATH};
-pub(crate) use sidescan_tests::plugin::{
+pub(crate) use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+pub(crate) use sidescan_testkit::fixtures::{self, EICAR_PATH};
+pub(crate) use sidescan_testkit::plugin::{
     PluginProcess, ServingStatus, test_plugin_binary, workspace_binary,
 };
-pub(crate) use sidescan_tests::process::ChildGuard;
-pub(crate) use sidescan_tests::registry::Registry;
+pub(crate) use sidescan_testkit::process::ChildGuard;
+pub(crate) use sidescan_testkit::registry::Registry;
 
 /// Harbor's media types, as its client spells them.
 pub(crate) const METADATA_V1_0: &str = "application/vnd.scanner.adapter.metadata+json; version=1.0";
@@ -24,9 +24,11 @@ pub(crate) const METADATA_V1_0: &str = "application/vnd.scanner.adapter.metadata
 pub(crate) const SCAN_REQUEST_V1_0: &str =
     "application/vnd.scanner.adapter.scan.request+json; version=1.0";
 /// The scan response type Harbor accepts.
-pub(crate) const SCAN_RESPONSE: &str = "application/vnd.scanner.adapter.scan.response+json; version=1.0";
+pub(crate) const SCAN_RESPONSE: &str =
+    "application/vnd.scanner.adapter.scan.response+json; version=1.0";
 /// The report Harbor asks a vulnerability scanner for.
-pub(crate) const GENERIC_REPORT: &str = "application/vnd.security.vulnerability.report; version=1.1";
+pub(crate) const GENERIC_REPORT: &str =
+    "application/vnd.security.vulnerability.report; version=1.1";
 
 /// A running `sidescan-harbor` on 127.0.0.1, stopped by PID on drop.
 pub(crate) struct HarborProcess {
@@ -136,7 +138,11 @@ pub(crate) async fn metadata(client: &reqwest::Client, base: &str) -> reqwest::R
 }
 
 /// `POST /scan` as Harbor sends it.
-pub(crate) async fn submit(client: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn submit(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> reqwest::Response {
     client
         .post(format!("{base}/api/v1/scan"))
         .header("Content-Type", SCAN_REQUEST_V1_0)

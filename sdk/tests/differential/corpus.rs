@@ -7,6 +7,7 @@
 //! mutant `i` depends only on the seed, `i` and the seed archives, so `m-000123.tar` is the same
 //! archive in every run with the same seed.
 
+use sidescan_testkit::random::PseudoRandom;
 use std::fmt::Write as _;
 
 /// Size of a tar block.
@@ -367,25 +368,24 @@ impl Tar {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64): stable across platforms and Rust versions.
+/// The mutator's deterministic generator: the test kit's SplitMix64 ([`PseudoRandom`]), stable
+/// across platforms and Rust versions, with the choices the mutator makes.
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(PseudoRandom);
 
 impl Rng {
     /// The generator of mutant `index` under `seed` (independent of every other mutant).
     pub(crate) fn for_case(seed: u64, index: usize) -> Self {
-        let mut r = Self(seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+        let mut r = Self(PseudoRandom::new(
+            seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+        ));
         r.next_u64();
         r
     }
 
     /// The next 64 random bits.
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).

@@ -8,10 +8,10 @@
 
 use std::process::{Command, ExitCode};
 
-use sidescan_tests::clamd::{ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{self, EICAR, Entry, Image, Layer};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, workspace_binary};
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::clamd::{ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{self, EICAR, Entry, Image, Layer};
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
+use sidescan_testkit::registry::Registry;
 
 /// Where the sample image hides the EICAR file (in its middle layer).
 const EICAR_IN_IMAGE: &str = "usr/share/demo/eicar.com";

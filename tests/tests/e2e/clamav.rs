@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sidescan_proto::v1 as pb;
-use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{self, EICAR, EICAR_PATH, Entry, Image, Layer, PseudoRandom};
-use sidescan_tests::oci::{Artifact, Blob, OCI_EMPTY, OCI_MANIFEST};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, malware_request, workspace_binary};
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{self, EICAR, EICAR_PATH, Entry, Image, Layer, PseudoRandom};
+use sidescan_testkit::oci::{Artifact, Blob, OCI_EMPTY, OCI_MANIFEST};
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, malware_request, workspace_binary};
+use sidescan_testkit::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 

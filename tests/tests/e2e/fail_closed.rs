@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use sidescan_proto::v1 as pb;
-use sidescan_tests::clamd::{ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::hostile::{self, Expected, HostileCase};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, workspace_binary};
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::clamd::{ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::hostile::{self, Expected, HostileCase};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
+use sidescan_testkit::registry::Registry;
 
 /// A registry, a clamd and the ClamAV adapter on clamd's Unix socket, stopped on drop.
 struct Stack {

@@ -10,8 +10,8 @@
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::ScanJob;
 use sidescan_sdk::prelude::*;
-use sidescan_tests::fake_registry::FakeRegistry;
-use sidescan_tests::hostile::{self, Expected, HostileCase};
+use sidescan_testkit::fake_registry::FakeRegistry;
+use sidescan_testkit::hostile::{self, Expected, HostileCase};
 use tonic::Code;
 
 use crate::support;

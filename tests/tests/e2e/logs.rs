@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 use sidescan_proto::v1 as pb;
-use sidescan_tests::fixtures::{self, Entry, Image, Layer};
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, test_plugin_binary};
-use sidescan_tests::registry::{Auth, Registry, basic_authorization};
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, test_plugin_binary};
+use sidescan_testkit::registry::{Auth, Registry, basic_authorization};
 use tokio_stream::StreamExt;
 use tonic::Code;
 

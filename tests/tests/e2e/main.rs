@@ -1,5 +1,5 @@
 //! End-to-end tests: real plugin processes on real sockets, a real registry, real scanners.
-//! One test binary with shared helpers from `sidescan_tests`; module names say what broke.
+//! One test binary with shared helpers from `sidescan_testkit`; module names say what broke.
 
 mod clamav;
 mod fail_closed;

@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use sidescan_proto::v1 as pb;
-use sidescan_tests::fixtures::{self, Entry, Image, Layer};
-use sidescan_tests::metrics::Scrape;
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{PluginProcess, ServingStatus, Signal, test_plugin_binary};
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+use sidescan_testkit::metrics::Scrape;
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, Signal, test_plugin_binary};
+use sidescan_testkit::registry::Registry;
 use tokio_stream::StreamExt;
 use tonic::Code;
 

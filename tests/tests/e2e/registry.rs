@@ -7,10 +7,10 @@ use std::time::Duration;
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::{Pipeline, PipelineOutcome, ScanJob};
 use sidescan_sdk::prelude::*;
-use sidescan_tests::fake_registry::{FakeRegistry, Fault, Match};
-use sidescan_tests::fixtures::{self, Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::fake_registry::{FakeRegistry, Fault, Match};
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::registry::Registry;
 use tonic::Code;
 
 use crate::support;
@@ -65,7 +65,7 @@ async fn token_auth_exchanges_basic_credentials_and_passes_bearer_tokens() {
         .await
         .expect("Basic via token exchange");
     assert_eq!(ok.image.digest, digest);
-    let wrong = sidescan_tests::registry::basic_authorization("sidescan", "wrong-password");
+    let wrong = sidescan_testkit::registry::basic_authorization("sidescan", "wrong-password");
     assert_eq!(
         code(&scan(&p, dir.path(), &url, "team/app:1", &wrong).await),
         Some(Code::Unauthenticated)

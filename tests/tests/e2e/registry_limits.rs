@@ -5,9 +5,9 @@
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::{Pipeline, PipelineOptions, PipelineOutcome, ScanJob};
 use sidescan_sdk::prelude::*;
-use sidescan_tests::fake_registry::{FakeRegistry, Fault, Match};
-use sidescan_tests::fixtures::{self, Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
+use sidescan_testkit::fake_registry::{FakeRegistry, Fault, Match};
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
 use tonic::Code;
 
 use crate::support;

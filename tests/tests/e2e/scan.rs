@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant};
 
 use sidescan_proto::v1 as pb;
-use sidescan_tests::fixtures::{self, Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::plugin::{
+use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::plugin::{
     PluginProcess, Signal, scan_stream_result, test_plugin_binary, workspace_binary,
 };
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::registry::Registry;
 use tonic::Code;
 
 /// The marker the test plugin reports (see `sidescan-test-plugin`).

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use sidescan_proto::v1 as pb;
-use sidescan_tests::plugin::{PluginProcess, test_plugin_binary};
+use sidescan_testkit::plugin::{PluginProcess, test_plugin_binary};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -409,7 +409,7 @@ async fn sigterm_on_an_idle_plugin_exits_zero_and_removes_its_socket() {
         &[],
     );
     assert!(socket.exists());
-    plugin.signal(sidescan_tests::plugin::Signal::TERM);
+    plugin.signal(sidescan_testkit::plugin::Signal::TERM);
     assert_eq!(plugin.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!socket.exists(), "socket file left behind");
 }
@@ -545,7 +545,7 @@ async fn a_reflection_only_client_discovers_and_calls_get_metadata() {
         .unary(
             tonic::Request::new(input.encode_to_vec()),
             path,
-            sidescan_proto::client::RawCodec,
+            sidescan_testkit::grpc::RawCodec,
         )
         .await
         .expect("dynamic GetMetadata call")

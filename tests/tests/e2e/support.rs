@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::{Pipeline, PipelineOptions};
 use sidescan_sdk::prelude::*;
-use sidescan_tests::fixtures::EICAR;
+use sidescan_testkit::fixtures::EICAR;
 use tokio::io::AsyncReadExt;
 
 /// Reads every entry of every layer (per-layer), or checks the unpacked rootfs (whole image);

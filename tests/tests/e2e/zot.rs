@@ -7,10 +7,10 @@ use std::process::Command;
 
 use serde_json::Value;
 use sidescan_proto::zot;
-use sidescan_tests::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{self, EICAR_PATH};
-use sidescan_tests::plugin::PluginProcess;
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{self, EICAR_PATH};
+use sidescan_testkit::plugin::PluginProcess;
+use sidescan_testkit::registry::Registry;
 use tonic::Code;
 
 use super::clamav::start_plugin;

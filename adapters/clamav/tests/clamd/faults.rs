@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use sidescan_clamav::{ClamavError, Clamd, FileScans};
 use sidescan_sdk::ScanContext;
-use sidescan_tests::clamd::ClamdProcess;
-use sidescan_tests::fixtures::EICAR;
+use sidescan_testkit::clamd::ClamdProcess;
+use sidescan_testkit::fixtures::EICAR;
 use tokio::sync::mpsc;
 
 use crate::{addr, client, code, filler, policy};

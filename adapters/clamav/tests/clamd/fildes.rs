@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sidescan_clamav::{FileScans, Verdict};
 use sidescan_sdk::ScanContext;
-use sidescan_tests::clamd::{BODY_MARKER, BODY_SIGNATURE, ClamdProcess, EICAR_SIGNATURE};
-use sidescan_tests::fixtures::{EICAR, stored_zip};
+use sidescan_testkit::clamd::{BODY_MARKER, BODY_SIGNATURE, ClamdProcess, EICAR_SIGNATURE};
+use sidescan_testkit::fixtures::{EICAR, stored_zip};
 
 use crate::{addr, client, code, filler, policy};
 

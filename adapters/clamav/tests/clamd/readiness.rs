@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sidescan_clamav::{ClamavConfig, ClamavScanner};
 use sidescan_sdk::{Readiness, Scanner};
-use sidescan_tests::clamd::ClamdProcess;
+use sidescan_testkit::clamd::ClamdProcess;
 
 use crate::addr;
 

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use sidescan_clamav::{ClamavError, Clamd, FileScans, ScanPolicy, Verdict};
 use sidescan_sdk::model::notice_codes;
 use sidescan_sdk::{FindingKind, ScanContext, Severity};
-use sidescan_tests::clamd::{
+use sidescan_testkit::clamd::{
     BODY_MARKER, BODY_SIGNATURE, ClamdOptions, ClamdProcess, EICAR_SIGNATURE,
 };
-use sidescan_tests::fixtures::{EICAR, stored_zip};
+use sidescan_testkit::fixtures::{EICAR, stored_zip};
 
 use crate::{addr, client, code, filler, policy};
 

@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 use filler::text_bytes;
 use plugin::{Adapter, scan};
 use sidescan_proto::v1::scan_client::ScanClient;
-use sidescan_tests::fixtures::{Compression, Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::fixtures::{Compression, Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
+use sidescan_testkit::registry::Registry;
 
 const REPO: &str = "bench/alpine";
 const TAG: &str = "1";
@@ -53,7 +53,7 @@ const FILE_MIB: u64 = 4;
 
 /// Compressible filler (words and numbers) without a dependency.
 mod filler {
-    use sidescan_tests::fixtures::PseudoRandom;
+    use sidescan_testkit::fixtures::PseudoRandom;
 
     /// About `len` bytes of text lines from `seed`.
     pub(crate) fn text_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -1,8 +1,8 @@
 //! Fixture images Trivy recognises: an Alpine-like and a Debian-like rootfs with known packages,
 //! npm packages under node_modules, and an AWS key in a config file.
 
-use sidescan_tests::fixtures::{Entry, Image, Layer};
-use sidescan_tests::oci::Artifact;
+use sidescan_testkit::fixtures::{Entry, Image, Layer};
+use sidescan_testkit::oci::Artifact;
 
 /// An AWS access key id that Trivy's `aws-access-key-id` rule matches (not a real key).
 pub(crate) const AWS_ACCESS_KEY_ID: &str = "AKIA2E0A8F3B244C9986";

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sidescan_sdk::{ImageInput, LayerInfo, Platform, ScanContext};
-use sidescan_tests::oci::Artifact;
+use sidescan_testkit::oci::Artifact;
 use sidescan_trivy::{TrivyAdapter, TrivyConfig};
 
 /// How to install the trivy these tests need.

@@ -1,7 +1,7 @@
 //! The `sidescan` CLI against the plugin.
 
 use crate::common::fixture_db::*;
-use sidescan_tests::plugin::workspace_binary;
+use sidescan_testkit::plugin::workspace_binary;
 
 use crate::{REPO, Setup, TAG};
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::common::fixture_db::*;
 use sidescan_proto::mime;
 use sidescan_proto::v1 as pb;
-use sidescan_tests::plugin::scan_stream_result;
-use sidescan_tests::registry::Registry;
+use sidescan_testkit::plugin::scan_stream_result;
+use sidescan_testkit::registry::Registry;
 use tonic::Code;
 
 use crate::common;

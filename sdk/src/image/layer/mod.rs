@@ -41,9 +41,7 @@ const DEPTH: usize = 8;
 
 /// sha256 of the given bytes as `sha256:<hex>` (tests and fixtures).
 #[cfg(test)]
-pub(crate) fn sha256_digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+pub(crate) use sidescan_testkit::digest::sha256_digest;
 
 /// Path helper for tests.
 #[cfg(test)]
@@ -66,50 +64,17 @@ pub(crate) mod testutil {
         Fifo(&'a str),
     }
 
-    /// A tar built from entries, with raw (unchecked) paths.
+    /// A tar built from entries by the test kit's writer, paths written exactly as given.
     pub(crate) fn tar(entries: &[E<'_>]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for e in entries {
-            let mut h = tar::Header::new_gnu();
-            let (path, data): (&str, &[u8]) = match e {
-                E::File(p, d) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_mode(0o644);
-                    (p, d)
-                }
-                E::Dir(p) => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    (p, &[])
-                }
-                E::Symlink(p, t) | E::Hardlink(p, t) => {
-                    h.set_entry_type(if matches!(e, E::Symlink(..)) {
-                        tar::EntryType::Symlink
-                    } else {
-                        tar::EntryType::Link
-                    });
-                    h.set_mode(0o777);
-                    // set_link_name validates; write the raw bytes instead
-                    let raw = &mut h.as_old_mut().linkname;
-                    raw[..t.len()].copy_from_slice(t.as_bytes());
-                    (p, &[])
-                }
-                E::Fifo(p) => {
-                    h.set_entry_type(tar::EntryType::Fifo);
-                    h.set_mode(0o644);
-                    (p, &[])
-                }
-            };
-            {
-                let raw = &mut h.as_old_mut().name;
-                raw.fill(0);
-                raw[..path.len()].copy_from_slice(path.as_bytes());
-            }
-            h.set_size(data.len() as u64);
-            h.set_cksum();
-            b.append(&h, data).expect("append");
-        }
-        b.into_inner().expect("finish tar")
+        use sidescan_testkit::fixtures::{Entry, Layer};
+        Layer::new(entries.iter().map(|e| match *e {
+            E::File(p, d) => Entry::file(p, d.to_vec()),
+            E::Dir(p) => Entry::dir(p),
+            E::Symlink(p, t) => Entry::symlink(p, t),
+            E::Hardlink(p, t) => Entry::hardlink(p, t).mode(0o777),
+            E::Fifo(p) => Entry::fifo(p).mode(0o644),
+        }))
+        .tar_bytes()
     }
 
     /// gzip of `data`.

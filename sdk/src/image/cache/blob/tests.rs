@@ -1,15 +1,12 @@
 //! Tests of the blob cache.
 
 use super::*;
+use sidescan_testkit::digest::sha256_digest as digest_of;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// One source (registry) for tests that need no other.
 const SRC: &str = "registry-a";
-
-fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
 
 async fn put(cache: &Arc<BlobCache>, data: &'static [u8]) -> BlobHandle {
     let d = digest_of(data);

@@ -108,6 +108,7 @@ impl Registry {
     /// Starts a registry with `auth`, waits until `GET /v2/` answers (200, or 401 for
     /// auth modes), retrying on a new port if the chosen one was taken. Panics (with the
     /// registry's log) if it cannot start, or if `docker-registry` is not installed.
+    /// Manifests may name foreign layers with `http(s)://` URLs.
     pub fn start(auth: Auth) -> Self {
         let bin = tool::docker_registry();
         let dir = tempfile::Builder::new()
@@ -152,6 +153,7 @@ impl Registry {
                  log:\n  level: info\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
                  http:\n  addr: {addr}\n  secret: sidescan-test-secret\n\
+                 validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n\
                  {auth_yaml}",
                 storage = storage.display(),
             );

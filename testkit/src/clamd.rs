@@ -9,7 +9,7 @@
 //! command ([`tool::clamd`]).
 //!
 //! ```no_run
-//! use sidescan_tests::clamd::{ClamdOptions, ClamdProcess};
+//! use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess};
 //! let clamd = ClamdProcess::start();
 //! // sidescan-clamav --clamd <clamd.unix_addr()>  (or clamd.tcp_addr())
 //! let small = ClamdProcess::start_with(&ClamdOptions { stream_max_length: "1M".into(), ..Default::default() });

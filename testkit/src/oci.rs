@@ -37,13 +37,7 @@ application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, \
 application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// `sha256:<hex>` of `data` (aws-lc: fast even in unoptimised test builds).
-pub fn sha256_digest(data: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data))
-    )
-}
+pub use crate::digest::sha256_digest;
 
 /// Whether `media_type` is an index / manifest list.
 pub fn is_index_media_type(media_type: &str) -> bool {
