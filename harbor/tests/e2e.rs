@@ -276,3 +276,85 @@ async fn bad_input_gets_the_documented_status_from_the_binary() {
     let log = harbor.logs();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// The same API served by the plugin process itself (`sidescan-clamav --harbor-listen`), as an
+/// operator registers it in Harbor without a separate adapter: metadata Harbor accepts, a scan
+/// accepted at once, then the EICAR item.
+#[tokio::test]
+async fn clamav_with_harbor_listen_serves_a_full_harbor_scan_flow() {
+    let registry = Registry::htpasswd();
+    let authorization = registry.authorization().expect("htpasswd credentials");
+    let eicar = fixtures::eicar_top_layer();
+    let eicar_digest = registry.push(&eicar, "harbor/embedded", "1").await;
+    let clamd = ClamdProcess::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr_file = dir.path().join("harbor-addr");
+    let addr_arg = addr_file.display().to_string();
+    let plugin = PluginProcess::start(
+        &workspace_binary("sidescan-clamav"),
+        &[
+            "--clamd",
+            &clamd.unix_addr(),
+            "--harbor-listen",
+            "127.0.0.1:0",
+            "--harbor-addr-file",
+            &addr_arg,
+        ],
+    );
+    plugin.wait_for_health(ServingStatus::Serving).await;
+    let base = format!(
+        "http://{}",
+        std::fs::read_to_string(&addr_file).expect("--harbor-addr-file written")
+    );
+    let client = harbor_client();
+
+    let md = metadata(&client, &base).await;
+    assert_eq!(md.status(), 200);
+    assert_eq!(md.headers()["content-type"], METADATA_V1_0);
+    let md: Value = md.json().await.expect("metadata JSON");
+    assert_eq!(md["scanner"]["name"], "sidescan-clamav", "{md}");
+
+    let body = harbor_scan_request(
+        &registry.url(),
+        &authorization,
+        "harbor/embedded",
+        &eicar_digest,
+        eicar.media_type(),
+    );
+    let accepted = submit(&client, &base, &body).await;
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.expect("id")["id"]
+        .as_str()
+        .expect("id string")
+        .to_owned();
+    let (status, text, _) = poll_report(
+        &client,
+        &base,
+        &id,
+        GENERIC_REPORT,
+        "",
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}\nplugin log:\n{}", plugin.logs());
+    let doc: Value = serde_json::from_str(&text).expect("report JSON");
+    let item = doc["vulnerabilities"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == EICAR_SIGNATURE)
+        .unwrap_or_else(|| panic!("no EICAR item: {doc:#}"))
+        .clone();
+    assert_eq!(item["package"], format!("/{EICAR_PATH}"));
+    assert_eq!(doc["incomplete"], false, "{doc:#}");
+    // the scan ran through the plugin's own sidescan.v1 path: one scan span in its log
+    assert!(plugin.logs().contains("scan finished"), "{}", plugin.logs());
+    // unknown job ids: 404 in Harbor's error format
+    let missing = client
+        .get(format!("{base}/api/v1/scan/no-such-job/report"))
+        .header("accept", GENERIC_REPORT)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), 404);
+}

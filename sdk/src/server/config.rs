@@ -188,6 +188,21 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_MAX_MANIFEST_SIZE", default_value = "4MiB")]
     pub max_manifest_size: ByteSize,
 
+    /// Serve Harbor's pluggable-scanner API v1.2 (`/api/v1`) over HTTP on this host:port, with the
+    /// gRPC port's TLS / mTLS settings. Off when not given.
+    #[arg(long, env = "SIDESCAN_HARBOR_LISTEN", value_name = "ADDR")]
+    pub harbor_listen: Option<String>,
+
+    /// Write the bound Harbor API address (host:port) to this file once serving; useful with
+    /// --harbor-listen 127.0.0.1:0. Written before --addr-file.
+    #[arg(long, env = "SIDESCAN_HARBOR_ADDR_FILE", requires = "harbor_listen")]
+    pub harbor_addr_file: Option<PathBuf>,
+
+    /// How long a finished Harbor job's reports are kept; then its id answers 404 and Harbor
+    /// scans again (cheaply: the result caches answer).
+    #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub harbor_job_ttl: Duration,
+
     /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) over plain HTTP on this
     /// host:port. Off when not given.
     #[arg(long, env = "SIDESCAN_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_metrics_listen)]

@@ -7,6 +7,7 @@
 
 mod config;
 mod exporter;
+mod harbor;
 mod health;
 mod limiter;
 mod logging;
@@ -169,6 +170,7 @@ pub async fn run(
         config.clone(),
         metrics.clone(),
     )));
+    let harbor_scan = scan.clone();
     let mut builder = Server::builder();
     if let Some(tls) = tls::server_tls(&config)? {
         builder = builder.tls_config(tls)?;
@@ -209,6 +211,32 @@ pub async fn run(
         None => None,
     };
     let metrics_addr = metrics_endpoint.as_ref().map(|(bound, _)| bound.as_str());
+    // Harbor's API (`--harbor-listen`) likewise; its address file is written before --addr-file.
+    let harbor_endpoint = match &config.harbor_listen {
+        Some(addr) => {
+            let tls = tls::rustls_config(&config)?;
+            let listener = harbor::bind(addr).await?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServeError::Bind {
+                    addr: format!("{addr} (--harbor-listen)"),
+                    source,
+                })?
+                .to_string();
+            tracing::info!(addr = %bound, tls = config.tls_cert.is_some(), "serving the Harbor scanner API on /api/v1");
+            if let Some(file) = &config.harbor_addr_file {
+                write_atomically(file, &bound)?;
+            }
+            let config = config.clone();
+            let stop = stop_metrics.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = harbor::serve(listener, harbor_scan, &config, tls, stop).await {
+                    tracing::error!(error = %e, "the Harbor API stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let served = match &config.listen {
         ListenAddr::Tcp(addr) => {
             let listener = TcpListener::bind(addr)
@@ -278,6 +306,9 @@ pub async fn run(
     stop_watching.cancel();
     stop_metrics.cancel();
     if let Some((_, endpoint)) = metrics_endpoint {
+        let _ = endpoint.await;
+    }
+    if let Some(endpoint) = harbor_endpoint {
         let _ = endpoint.await;
     }
     if let ListenAddr::Unix(path) = &config.listen {

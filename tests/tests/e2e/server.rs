@@ -400,6 +400,68 @@ async fn tls_and_mutual_tls() {
 }
 
 #[tokio::test]
+async fn harbor_listen_uses_the_grpc_ports_tls_and_mtls() {
+    let pki = make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert, key, ca) = (
+        write("server.pem", &pki.server_cert),
+        write("server.key", &pki.server_key),
+        write("ca.pem", &pki.ca),
+    );
+    let addr_file = dir.path().join("harbor-addr");
+    let plugin = PluginProcess::start(
+        &test_plugin_binary(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &ca,
+            "--harbor-listen",
+            "127.0.0.1:0",
+            "--harbor-addr-file",
+            addr_file.to_str().unwrap(),
+        ],
+    );
+    let addr = std::fs::read_to_string(&addr_file).expect("--harbor-addr-file");
+    let port = addr.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/api/v1/metadata");
+    let client = |with_cert: bool| {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap()])
+            .resolve("localhost", addr.parse().unwrap());
+        if with_cert {
+            let pem = format!("{}{}", pki.client_cert, pki.client_key);
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let ok = client(true)
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("mTLS GET {url}: {e:?}\n{}", plugin.logs()));
+    assert_eq!(ok.status(), 200);
+    let md: serde_json::Value = ok.json().await.unwrap();
+    assert!(md["scanner"]["name"].is_string(), "{md}");
+    assert!(
+        client(false).get(&url).send().await.is_err(),
+        "the Harbor API accepted a client without a certificate"
+    );
+    let plain = reqwest::get(format!("http://{addr}/api/v1/metadata")).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain http answered on a TLS listener"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_on_an_idle_plugin_exits_zero_and_removes_its_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("p.sock");
