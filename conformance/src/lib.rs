@@ -290,6 +290,9 @@ pub struct Config {
     pub case_timeout: Duration,
     /// Where fixture images come from.
     pub fixtures: FixtureSource,
+    /// The plugin's Harbor API base URL (`http://host:port`), for the `harbor/` cases; they
+    /// are skipped without it.
+    pub harbor_url: Option<String>,
 }
 
 impl Config {
@@ -302,6 +305,7 @@ impl Config {
             selection: Selection::default(),
             case_timeout: Duration::from_secs(120),
             fixtures: FixtureSource::default(),
+            harbor_url: None,
         }
     }
 }
@@ -347,7 +351,13 @@ pub async fn run(
     let fixtures = Fixtures::start(&config.fixtures)
         .await
         .map_err(SuiteError::Fixtures)?;
-    let ctx = Ctx::new(client, metadata.clone(), fixtures, config.case_timeout);
+    let ctx = Ctx::new(
+        client,
+        metadata.clone(),
+        fixtures,
+        config.case_timeout,
+        config.harbor_url.clone(),
+    );
     let mut report = RunReport {
         cases: Vec::new(),
         metadata: Some(metadata),

@@ -51,6 +51,10 @@ struct Cli {
     /// Skip cases matching this pattern (substring or regex); repeatable.
     #[arg(long, global = true)]
     skip: Vec<String>,
+    /// The plugin's Harbor API base URL (its --harbor-listen, or sidescan-harbor in front of
+    /// it), e.g. http://127.0.0.1:8080: runs the harbor/ cases (skipped without it).
+    #[arg(long, env = "SIDESCAN_CONFORMANCE_HARBOR_URL")]
+    harbor_url: Option<String>,
     /// Write JUnit XML results to this file.
     #[arg(long)]
     junit: Option<PathBuf>,
@@ -95,6 +99,7 @@ fn config(cli: &Cli, endpoint: &str) -> Result<Config, String> {
     let mut config = Config::new(endpoint);
     config.selection = Selection::new(&cli.focus, &cli.skip)?;
     config.case_timeout = cli.case_timeout;
+    config.harbor_url = cli.harbor_url.clone();
     if cli.ca_cert.is_some() || cli.cert.is_some() || cli.tls_domain.is_some() {
         let mut tls = TlsOptions::from_files(
             cli.ca_cert.as_deref(),

@@ -9,9 +9,10 @@ use sidescan_conformance::{Config, Outcome, RunReport, run};
 use support::nonconforming::BadPlugin;
 use support::sdk_plugin::SdkPlugin;
 
-async fn run_suite(endpoint: &str) -> RunReport {
+async fn run_suite(endpoint: &str, harbor_url: Option<&str>) -> RunReport {
     let mut config = Config::new(endpoint);
     config.case_timeout = Duration::from_secs(90);
+    config.harbor_url = harbor_url.map(str::to_owned);
     run(&config, |r| println!("{}", r.line()))
         .await
         .expect("the suite runs")
@@ -20,9 +21,22 @@ async fn run_suite(endpoint: &str) -> RunReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdk_plugin_passes_every_case_that_applies() {
     let plugin = SdkPlugin::start().await;
-    let report = run_suite(plugin.url()).await;
+    let report = run_suite(plugin.url(), Some(plugin.harbor_url())).await;
     println!("{}", report.summary_line());
     plugin.stop().await;
+    // Both registry dialects apply (zot's proto on the gRPC port, Harbor's API on
+    // --harbor-listen) and pass: "works with zot", "works with Harbor".
+    for group in ["zot/", "harbor/"] {
+        let cases: Vec<_> = report
+            .cases
+            .iter()
+            .filter(|c| c.name.starts_with(group))
+            .collect();
+        assert!(cases.len() >= 3, "{group}: {} cases", cases.len());
+        for c in cases {
+            assert_eq!(c.outcome, Outcome::Passed, "{}", c.name);
+        }
+    }
     assert!(report.cases.len() >= 40, "{} cases ran", report.cases.len());
     assert_eq!(
         report.failed_names(),
@@ -108,10 +122,19 @@ const NONCONFORMING_FAILURES: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonconforming_plugin_fails_the_right_cases() {
     let plugin = BadPlugin::start().await;
-    let report = run_suite(&plugin.url()).await;
+    let report = run_suite(&plugin.url(), None).await;
     println!("{}", report.summary_line());
     assert_eq!(report.errors(), 0, "{}", report.summary_line());
     assert_eq!(report.failed_names(), NONCONFORMING_FAILURES);
+    // It serves neither registry dialect, so neither is certified: skipped, not failed.
+    for c in report.cases.iter().filter(|c| c.name.starts_with("zot/")) {
+        assert!(
+            matches!(c.outcome, Outcome::Skipped(_)),
+            "{}: {:?}",
+            c.name,
+            c.outcome
+        );
+    }
     // Its naive reader finds plain EICAR: only the hidden ones are missed.
     assert_eq!(
         report.outcome("semantics/eicar-is-a-malware-finding"),
@@ -160,7 +183,7 @@ async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
         .args([
             "--endpoint",
             &plugin.url(),
-            "--focus=-is-not-found$",
+            "--focus=^registry/.*-is-not-found$",
             "--fixture-listen",
             "127.0.0.1:0",
             "--junit",
@@ -213,7 +236,7 @@ async fn fixtures_pushed_to_a_real_registry_with_credentials() {
     config.selection = Selection::new(
         &[
             "semantics/".into(),
-            "is-not-found$".into(),
+            "^registry/.*is-not-found$".into(),
             "registry/bad-credentials".into(),
             "consistency/platform-selection".into(),
         ],
@@ -238,7 +261,7 @@ async fn assert_binary_conforms(plugin: &sidescan_testkit::plugin::PluginProcess
     plugin
         .wait_for_health(sidescan_testkit::plugin::ServingStatus::Serving)
         .await;
-    let report = run_suite(&plugin.url()).await;
+    let report = run_suite(&plugin.url(), None).await;
     println!("{}", report.summary_line());
     assert!(report.cases.len() >= 40, "{} cases ran", report.cases.len());
     assert_eq!(

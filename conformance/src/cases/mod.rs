@@ -2,7 +2,9 @@
 //! module per group; [`all`] lists them in run order.
 //!
 //! Groups: `discovery/`, `input/`, `registry/`, `limits/`, `semantics/`, `consistency/`,
-//! `deadlines/`, `concurrency/`, `compat/` and `robustness/` (one case per hostile fixture, run
+//! `deadlines/`, `concurrency/`, `compat/`, the registries' own dialects `zot/` (zot's
+//! `/scan.Scan/Scan`, skipped when not served) and `harbor/` (Harbor's REST API at
+//! `--harbor-url`, skipped without it), and `robustness/` (one case per hostile fixture, run
 //! last). This module holds what they share: [`Ctx`] and the checks of answers and reports.
 
 use std::collections::BTreeSet;
@@ -29,6 +31,8 @@ pub struct Ctx {
     fx: Fixtures,
     run_id: String,
     case_timeout: Duration,
+    /// The plugin's Harbor API base URL (`--harbor-url`), for the `harbor/` cases.
+    harbor: Option<String>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -168,6 +172,7 @@ impl Ctx {
         meta: GetMetadataResponse,
         fx: Fixtures,
         case_timeout: Duration,
+        harbor: Option<String>,
     ) -> Self {
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         Ctx {
@@ -176,6 +181,7 @@ impl Ctx {
             fx,
             run_id,
             case_timeout,
+            harbor,
         }
     }
 
@@ -347,11 +353,13 @@ mod concurrency;
 mod consistency;
 mod deadlines;
 mod discovery;
+mod harbor;
 mod input;
 mod limits;
 mod registry;
 mod robustness;
 mod semantics;
+mod zot;
 
 /// Every case, in run order.
 pub fn all() -> Vec<Case> {
@@ -365,6 +373,8 @@ pub fn all() -> Vec<Case> {
         deadlines::cases(),
         concurrency::cases(),
         compat::cases(),
+        zot::cases(),
+        harbor::cases(),
         robustness::cases(),
     ]
     .into_iter()

@@ -67,6 +67,7 @@ struct Args {
 /// The running in-process plugin; stops (and removes its temp dir) on drop.
 pub(crate) struct SdkPlugin {
     url: String,
+    harbor_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -77,6 +78,7 @@ impl SdkPlugin {
     pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let addr_file = dir.path().join("addr");
+        let harbor_addr_file = dir.path().join("harbor-addr");
         let args = Args::try_parse_from([
             "conformance-eicar".as_ref(),
             "--listen".as_ref(),
@@ -103,7 +105,11 @@ impl SdkPlugin {
             "100".as_ref(),
             "--log-level".as_ref(),
             "warn".as_ref(),
-        ] as [&std::ffi::OsStr; 25])
+            "--harbor-listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--harbor-addr-file".as_ref(),
+            harbor_addr_file.as_os_str(),
+        ] as [&std::ffi::OsStr; 29])
         .expect("plugin flags");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -130,8 +136,10 @@ impl SdkPlugin {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
         // Wait for SERVING (readiness is polled every 100 ms).
+        let harbor = std::fs::read_to_string(&harbor_addr_file).expect("--harbor-addr-file");
         let plugin = SdkPlugin {
             url: format!("http://{}", addr.trim()),
+            harbor_url: format!("http://{}", harbor.trim()),
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -154,6 +162,11 @@ impl SdkPlugin {
     /// `http://127.0.0.1:PORT`.
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Its Harbor API (`--harbor-listen`): `http://127.0.0.1:PORT`.
+    pub(crate) fn harbor_url(&self) -> &str {
+        &self.harbor_url
     }
 
     /// Stops the server and waits for it.
