@@ -83,7 +83,12 @@ async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() 
         .as_str()
         .expect("id string")
         .to_owned();
-    let (status, text, content_type) = poll_report(
+    let ReportAnswer {
+        status,
+        body: text,
+        content_type,
+        ..
+    } = poll_report(
         &client,
         &base,
         &id,
@@ -130,11 +135,13 @@ async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() 
         .as_str()
         .expect("id")
         .to_owned();
-    let (status, text, _) = poll_report(
+    let ReportAnswer {
+        status, body: text, ..
+    } = poll_report(
         &client,
         &base,
         &id,
-        "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0",
+        NATIVE_REPORT,
         "",
         Duration::from_secs(120),
     )
@@ -165,7 +172,12 @@ async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() 
         .as_str()
         .expect("id")
         .to_owned();
-    let (status, text, content_type) = poll_report(
+    let ReportAnswer {
+        status,
+        body: text,
+        content_type,
+        ..
+    } = poll_report(
         &client,
         &base,
         &id,
@@ -327,7 +339,9 @@ async fn clamav_with_harbor_listen_serves_a_full_harbor_scan_flow() {
         .as_str()
         .expect("id string")
         .to_owned();
-    let (status, text, _) = poll_report(
+    let ReportAnswer {
+        status, body: text, ..
+    } = poll_report(
         &client,
         &base,
         &id,

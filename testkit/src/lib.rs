@@ -20,6 +20,7 @@
 //! | [`oci`] | [`oci::Blob`], [`oci::Artifact`] (push / serve / write as OCI layout), [`oci::Platform`], media types |
 //! | [`clamd`] | [`clamd::ClamdProcess`]: a real clamd on a Unix socket and 127.0.0.1 with test signatures (EICAR hash, a body marker) written in its temp dir |
 //! | [`client`] | [`client::RegistryClient`]: push and read back, raw/bogus uploads, Basic and Bearer token flow |
+//! | [`harbor`] | a client calling Harbor's scanner-adapter API as Harbor does (version=1.0 types, 5 s timeout, no redirects, polling after 2 s then `Refresh-After`) |
 //! | [`plugin`] | [`plugin::PluginProcess`]: a plugin binary of this workspace on 127.0.0.1 or a Unix socket, stopped by PID; its metrics endpoint |
 //! | [`metrics`] | [`metrics::Scrape`]: a parsed Prometheus / OpenMetrics text scrape, looked up by name and labels |
 //! | [`process`] | [`process::ChildGuard`] (SIGTERM, 3 s, SIGKILL on drop), [`process::free_port`], [`process::wait_for_tcp`] |
@@ -46,6 +47,7 @@ pub mod digest;
 pub mod fake_registry;
 pub mod fixtures;
 pub mod grpc;
+pub mod harbor;
 pub mod hostile;
 pub mod metrics;
 pub mod oci;

@@ -3,7 +3,7 @@
 //! the Alpine-like fixture image (`common::images`). The SDK pulls and verifies the image, writes
 //! the OCI layout, Trivy scans it, and the caller gets the primary report plus the typed reports
 //! (Harbor vulnerability JSON, CycloneDX SBOM); the `sidescan` CLI is checked against the same
-//! plugin.
+//! plugin, and Harbor's scanner API (`--harbor-listen`) against a Harbor-shaped client.
 //!
 //! One test binary, one module per area; the setup they share is here.
 
@@ -11,6 +11,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod compare;
+mod harbor;
 mod health;
 mod scan;
 
