@@ -314,6 +314,20 @@ fn make_pki() -> Pki {
     }
 }
 
+/// Writes the server certificate, its key and the CA into `dir`: their paths, in that order.
+fn write_pki(dir: &std::path::Path, pki: &Pki) -> (String, String, String) {
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    (
+        write("server.pem", &pki.server_cert),
+        write("server.key", &pki.server_key),
+        write("ca.pem", &pki.ca),
+    )
+}
+
 async fn tls_channel(
     addr: &str,
     pki: &Pki,
@@ -335,16 +349,7 @@ async fn tls_channel(
 async fn tls_and_mutual_tls() {
     let pki = make_pki();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let (cert, key, ca) = (
-        write("server.pem", &pki.server_cert),
-        write("server.key", &pki.server_key),
-        write("ca.pem", &pki.ca),
-    );
+    let (cert, key, ca) = write_pki(dir.path(), &pki);
 
     let tls_plugin = PluginProcess::start(
         &test_plugin_binary(),
@@ -403,16 +408,7 @@ async fn tls_and_mutual_tls() {
 async fn harbor_listen_uses_the_grpc_ports_tls_and_mtls() {
     let pki = make_pki();
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, pem: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let (cert, key, ca) = (
-        write("server.pem", &pki.server_cert),
-        write("server.key", &pki.server_key),
-        write("ca.pem", &pki.ca),
-    );
+    let (cert, key, ca) = write_pki(dir.path(), &pki);
     let addr_file = dir.path().join("harbor-addr");
     let plugin = PluginProcess::start(
         &test_plugin_binary(),
