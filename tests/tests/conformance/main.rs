@@ -1,5 +1,6 @@
-//! Runs the conformance suite against a conforming plugin built on the SDK and against a
-//! deliberately non-conforming one, and checks the binary's CLI.
+//! The conformance suite's self-tests: runs it against a conforming plugin built on the SDK and
+//! against a deliberately non-conforming one, and checks the binary's CLI. They live here, not in
+//! `conformance/`, so that the shipped suite does not even dev-depend on the SDK.
 
 mod support;
 
@@ -142,11 +143,14 @@ async fn a_nonconforming_plugin_fails_the_right_cases() {
     );
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_sidescan-conformance");
+/// The `sidescan-conformance` binary (`scripts/test` builds every binary first).
+fn bin() -> std::path::PathBuf {
+    sidescan_testkit::plugin::workspace_binary("sidescan-conformance")
+}
 
 #[test]
 fn the_binary_lists_cases_and_prints_its_versions() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["list", "--focus", "registry/", "--skip", "credentials"])
         .output()
         .expect("run the binary");
@@ -167,7 +171,7 @@ fn the_binary_lists_cases_and_prints_its_versions() {
             .all(|n| n.starts_with("registry/") && !n.contains("credentials"))
     );
     // Regex focus.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["list", "--focus", "^robustness/hostile-(gzip|tar)-bomb$"])
         .output()
         .expect("run the binary");
@@ -179,7 +183,7 @@ async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
     let plugin = BadPlugin::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let junit = dir.path().join("results.xml");
-    let out = tokio::process::Command::new(BIN)
+    let out = tokio::process::Command::new(bin())
         .args([
             "--endpoint",
             &plugin.url(),
@@ -213,7 +217,7 @@ async fn the_binary_fails_a_nonconforming_plugin_and_writes_junit() {
 
 #[test]
 fn the_binary_refuses_to_run_without_an_endpoint() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .output()
         .expect("run the binary");
     assert_eq!(out.status.code(), Some(2));
