@@ -198,6 +198,12 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_HARBOR_ADDR_FILE", requires = "harbor_listen")]
     pub harbor_addr_file: Option<PathBuf>,
 
+    /// The registry credentials Harbor is told to send (metadata property
+    /// `harbor.scanner-adapter/registry-authorization-type`): `basic` (a robot account) or
+    /// `bearer` (a pull token Harbor fetches).
+    #[arg(long, env = "SIDESCAN_HARBOR_REGISTRY_AUTHORIZATION", default_value = "basic", value_parser = ["basic", "bearer"])]
+    pub harbor_registry_authorization: String,
+
     /// How long a finished Harbor job's reports are kept; then its id answers 404 and Harbor
     /// scans again (cheaply: the result caches answer).
     #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]

@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use sidescan_harbor::{HarborOptions, HarborService, MemoryJobStore, ScanBackend};
+use sidescan_harbor::{
+    AuthorizationType, HarborOptions, HarborService, MemoryJobStore, ScanBackend,
+};
 use sidescan_proto::v1 as pb;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,11 @@ pub(crate) async fn serve(
 ) -> Result<(), ServeError> {
     let options = HarborOptions {
         scan_timeout: config.max_timeout,
+        authorization_type: if config.harbor_registry_authorization == "bearer" {
+            AuthorizationType::Bearer
+        } else {
+            AuthorizationType::Basic
+        },
         ..HarborOptions::default()
     };
     let service = Arc::new(HarborService::new(

@@ -423,6 +423,8 @@ async fn harbor_listen_uses_the_grpc_ports_tls_and_mtls() {
             "127.0.0.1:0",
             "--harbor-addr-file",
             addr_file.to_str().unwrap(),
+            "--harbor-registry-authorization",
+            "bearer",
         ],
     );
     let addr = std::fs::read_to_string(&addr_file).expect("--harbor-addr-file");
@@ -446,6 +448,11 @@ async fn harbor_listen_uses_the_grpc_ports_tls_and_mtls() {
     assert_eq!(ok.status(), 200);
     let md: serde_json::Value = ok.json().await.unwrap();
     assert!(md["scanner"]["name"].is_string(), "{md}");
+    assert_eq!(
+        md["properties"]["harbor.scanner-adapter/registry-authorization-type"],
+        "Bearer",
+        "{md}"
+    );
     assert!(
         client(false).get(&url).send().await.is_err(),
         "the Harbor API accepted a client without a certificate"
