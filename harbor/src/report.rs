@@ -78,7 +78,11 @@ fn generated_at(report: &ScanReport) -> String {
         .generated_at
         .as_ref()
         .and_then(|t| {
-            let secs = u64::try_from(t.seconds).ok()?;
+            // RFC 3339 ends at year 9999: a later time (a hostile plugin) falls back to now
+            // rather than fail to format.
+            let secs = u64::try_from(t.seconds)
+                .ok()
+                .filter(|s| *s < 253_402_300_800)?;
             Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         })
         .unwrap_or_else(std::time::SystemTime::now);

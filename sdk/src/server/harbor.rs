@@ -22,6 +22,12 @@ use super::ServeError;
 use super::config::ServerConfig;
 use super::service::ScanGrpc;
 
+/// Bound on a TLS handshake and on reading a request's headers: idle connections must not hold
+/// file descriptors (Harbor itself gives every call 5 s).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The plugin's own `sidescan.v1` service as a Harbor backend.
 struct InProcess(ScanGrpc);
 
@@ -87,7 +93,9 @@ pub(crate) async fn serve(
                     accepted = listener.accept() => match accepted {
                         Ok(a) => a,
                         Err(e) => {
+                            // e.g. out of file descriptors: back off instead of spinning
                             tracing::warn!(error = %e, "--harbor-listen: accept failed");
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
                             continue;
                         }
                     },
@@ -95,15 +103,26 @@ pub(crate) async fn serve(
                 let acceptor = acceptor.clone();
                 let router = router.clone();
                 tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
+                    let stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "--harbor-listen: TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "--harbor-listen: TLS handshake timed out");
                             return;
                         }
                     };
                     let service = hyper_util::service::TowerToHyperService::new(router);
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HANDSHAKE_TIMEOUT)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await
                     {

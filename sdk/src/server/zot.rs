@@ -170,7 +170,7 @@ fn to_zot(image: &str, report: pb::ScanReport) -> zot::ScanReport {
     for n in &report.notices {
         let count = n.count.max(1);
         match seen.get(&n.code) {
-            Some(&i) => incomplete[i].1.0 += count,
+            Some(&i) => incomplete[i].1.0 = incomplete[i].1.0.saturating_add(count),
             None => {
                 seen.insert(n.code.clone(), incomplete.len());
                 incomplete.push((n.code.clone(), (count, n.message.clone())));

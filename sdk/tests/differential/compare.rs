@@ -5,8 +5,9 @@
 //! - a Go error anywhere: the SDK must refuse;
 //! - `g` entries and entries at `/` are not expected;
 //! - whiteouts (last component of the confined path): `.wh..wh..opq` is an opaque whiteout of the
-//!   parent, `.wh.NAME` (NAME non-empty, not `.wh.`-prefixed) a whiteout of parent/NAME, other
-//!   `.wh.` names nothing; a whiteout of a data-bearing type with size > 0 must be refused;
+//!   parent, `.wh.NAME` (NAME non-empty, not `.wh.`-prefixed) a whiteout of parent/NAME, `.wh.`,
+//!   `.wh..` and `.wh...` a refusal (containerd's validateWhiteout), other `.wh.` names nothing;
+//!   a whiteout of a data-bearing type with size > 0 must be refused;
 //! - `0` is a file (path, size, sha256), `5` a directory, `2` a symlink (raw target), `1` a hard
 //!   link (confined target); `3`, `4`, `6` are not expected; every other type must be refused.
 
@@ -134,6 +135,12 @@ pub(crate) fn expect(go: &GoListing) -> Expect {
                     short(&e.path),
                     flag as char,
                     e.size
+                ));
+            }
+            if name.is_empty() || name == b"." || name == b".." {
+                return Expect::Refuse(format!(
+                    "entry {i} is the whiteout {:?}, which containerd's validateWhiteout refuses",
+                    short(&e.path)
                 ));
             }
             let (kind, target) = if name == b".wh..opq" {

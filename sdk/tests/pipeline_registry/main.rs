@@ -255,6 +255,71 @@ async fn index_scans_every_platform_and_selects_one() {
     let err = p.scan(&scanner, &j, &ctx()).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
     assert!(err.message().contains("linux/amd64"), "{err}");
+
+    // containerd chooses per level and follows only the best entry: a nested index without a
+    // platform ranks after the top level's own amd64 entry, so `arm` inside it is never reached;
+    // and inside the nested index only its first amd64 entry counts.
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": arm.manifest_digest, "size": arm.manifest_size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": OCI_MANIFEST, "digest": amd.manifest_digest, "size": amd.manifest_size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    })
+    .to_string();
+    let nested_digest = push_manifest(&reg, "multi", "nested", nested.as_bytes(), OCI_INDEX).await;
+    let top = |first_is_nested: bool| {
+        let nested_entry = serde_json::json!({"mediaType": OCI_INDEX, "digest": nested_digest,
+            "size": nested.len()});
+        let amd_entry = serde_json::json!({"mediaType": OCI_MANIFEST, "digest": amd.manifest_digest,
+            "size": amd.manifest_size, "platform": {"os": "linux", "architecture": "amd64"}});
+        let manifests = if first_is_nested {
+            vec![nested_entry]
+        } else {
+            vec![nested_entry, amd_entry]
+        };
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+            .to_string()
+    };
+    push_manifest(&reg, "multi", "top", top(false).as_bytes(), OCI_INDEX).await;
+    let mut j = job(&reg, "multi:top");
+    j.platform = Some("linux/amd64".parse().unwrap());
+    let out = p.scan(&scanner, &j, &ctx()).await.unwrap();
+    assert_eq!(
+        out.image.manifest_digests,
+        vec![amd.manifest_digest.clone()]
+    );
+    push_manifest(&reg, "multi", "top-nested", top(true).as_bytes(), OCI_INDEX).await;
+    let mut j = job(&reg, "multi:top-nested");
+    j.platform = Some("linux/amd64".parse().unwrap());
+    let out = p.scan(&scanner, &j, &ctx()).await.unwrap();
+    assert_eq!(
+        out.image.manifest_digests,
+        vec![arm.manifest_digest.clone()],
+        "the first amd64 entry of the only (nested) index"
+    );
+
+    // A descriptor that says "index" but points at an image manifest is refused, as runtimes
+    // refuse it, rather than followed where a runtime would not go.
+    let lying = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_INDEX, "digest": arm.manifest_digest, "size": arm.manifest_size},
+            {"mediaType": OCI_MANIFEST, "digest": amd.manifest_digest, "size": amd.manifest_size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    })
+    .to_string();
+    push_manifest(&reg, "multi", "lying", lying.as_bytes(), OCI_INDEX).await;
+    let err = p
+        .scan(&scanner, &job(&reg, "multi:lying"), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

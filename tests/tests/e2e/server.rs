@@ -449,8 +449,7 @@ async fn harbor_listen_uses_the_grpc_ports_tls_and_mtls() {
     let md: serde_json::Value = ok.json().await.unwrap();
     assert!(md["scanner"]["name"].is_string(), "{md}");
     assert_eq!(
-        md["properties"]["harbor.scanner-adapter/registry-authorization-type"],
-        "Bearer",
+        md["properties"]["harbor.scanner-adapter/registry-authorization-type"], "Bearer",
         "{md}"
     );
     assert!(

@@ -7,8 +7,9 @@
 //!   `../../evil` is extracted, and scanned, as `/evil`; a hard link's target likewise;
 //! - an entry that resolves to the root itself is ignored;
 //! - whiteouts are recognised by the last path component, whatever the entry's type:
-//!   `.wh..wh..opq` empties its directory, `.wh.NAME` deletes NAME (`.wh..` the directory,
-//!   `.wh...` its parent, as containerd joins them), other `.wh.` names are aufs metadata; a whiteout never extracts a body, so one that carries data is refused;
+//!   `.wh..wh..opq` empties its directory, `.wh.NAME` deletes NAME, other `.wh..wh.` names are
+//!   aufs metadata; `.wh.`, `.wh..` and `.wh...` are refused (containerd's
+//!   `validateWhiteout`); a whiteout never extracts a body, so one that carries data is refused;
 //! - regular files, directories, symlinks and hard links are extracted; devices and fifos carry
 //!   no data (nothing to scan) and PAX global headers are ignored;
 //! - every other type (contiguous files, GNU sparse, vendor types) is refused, as containerd
@@ -118,18 +119,17 @@ pub(crate) fn classify(h: &RawHeader) -> Result<Classified, Error> {
                 components,
             )));
         }
-        if rest.starts_with(b".wh.") || rest.is_empty() {
+        if rest.is_empty() || rest == b"." || rest == b".." {
+            // containerd's validateWhiteout: the deleted path must stay inside the directory.
+            return Err(refuse(format!(
+                "invalid whiteout name {:?} (it names no entry of its directory)",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        if rest.starts_with(b".wh.") {
             return Ok(Classified::Ignore); // aufs metadata (.wh..wh.plnk, ...)
         }
-        // containerd deletes `filepath.Join(dir, NAME)`: `.wh..` is the directory itself,
-        // `.wh...` its parent.
-        match rest {
-            b"." => {}
-            b".." => {
-                components.pop();
-            }
-            _ => components.push(rest.to_vec()),
-        }
+        components.push(rest.to_vec());
         return Ok(Classified::Item(item(EntryKind::Whiteout, components)));
     }
     let kind = match h.typeflag {
@@ -319,14 +319,10 @@ mod tests {
         );
         let e = classify(&raw(b'0', "usr/bin/.wh.evil", "", 68)).unwrap_err();
         assert_eq!(e.code(), tonic::Code::DataLoss, "{e}");
-        assert_eq!(
-            item(classify(&raw(b'0', "a/b/.wh..", "", 0))),
-            (EntryKind::Whiteout, "/a/b".into(), None)
-        );
-        assert_eq!(
-            item(classify(&raw(b'0', "a/b/.wh...", "", 0))),
-            (EntryKind::Whiteout, "/a".into(), None)
-        );
+        for bad in ["a/b/.wh.", "a/b/.wh..", "a/b/.wh..."] {
+            let e = classify(&raw(b'0', bad, "", 0)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::DataLoss, "{bad}");
+        }
         // a directory whiteout has no data section whatever its size field says
         assert_eq!(
             item(classify(&raw(b'5', "usr/.wh.bin", "", 4096))).0,

@@ -73,8 +73,6 @@ struct Leaf {
     doc: ManifestDoc,
     media_type: String,
     index_platform: Option<PlatformSpec>,
-    /// containerd's rank of the entry for the requested platform (0 without one).
-    rank: usize,
 }
 
 type Fetch = JoinHandle<Result<(BlobHandle, bool), Error>>;

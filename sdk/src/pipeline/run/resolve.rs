@@ -9,8 +9,8 @@ use super::{Leaf, Run, blob_digest};
 use crate::error::Error;
 use crate::image::error::Error as ImageError;
 use crate::image::manifest::{
-    DOCKER_LIST, DocKind, ManifestDoc, OCI_INDEX, has_image_layers, is_unknown_platform,
-    platform_rank,
+    DOCKER_LIST, Descriptor, DocKind, ManifestDoc, OCI_INDEX, has_image_layers,
+    is_unknown_platform, platform_rank,
 };
 
 /// The manifest a reference names and the image manifests chosen from it.
@@ -49,13 +49,6 @@ impl Run<'_> {
             let mut seen = HashSet::new();
             self.collect(&doc, 1, &mut path, &mut seen, &mut leaves)
                 .await?;
-            if self.platform.is_some()
-                && let Some(best) = leaves.iter().map(|l| l.rank).min()
-            {
-                // containerd runs the best-ranked match (the first of equals).
-                let chosen = leaves.iter().position(|l| l.rank == best).unwrap_or(0);
-                leaves = vec![leaves.swap_remove(chosen)];
-            }
             if leaves.is_empty() {
                 return Err(match &self.platform {
                     Some(p) => Error::failed_precondition(format!(
@@ -72,7 +65,6 @@ impl Run<'_> {
                 doc,
                 media_type: media_type.clone(),
                 index_platform: None,
-                rank: 0,
             });
         }
         Ok(Resolved {
@@ -84,6 +76,12 @@ impl Run<'_> {
     }
 
     /// Collects the image manifests of an index (recursively), honouring the requested platform.
+    ///
+    /// With a platform, the choice is containerd's (`images.Manifest` with a limit of one): at
+    /// each index level the entries whose platform matches (child indexes included; an entry
+    /// without a platform matches but ranks last) are ordered by rank, stably, and only the
+    /// first is followed, with no fallback to the others. Without a platform, every entry is
+    /// followed and each index or image is visited once.
     fn collect<'s>(
         &'s self,
         index: &'s ManifestDoc,
@@ -102,37 +100,28 @@ impl Run<'_> {
                 }
                 .into());
             }
-            for entry in entries {
-                let child_is_index =
-                    entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
-                // Choose as a runtime chooses: by platform alone (annotations such as
-                // `vnd.docker.reference.type` do not count), ranked like containerd.
-                let rank = match &self.platform {
-                    Some(wanted) if !child_is_index => {
-                        match platform_rank(wanted, entry.platform.as_ref()) {
-                            Some(rank) => rank,
-                            None => continue,
-                        }
-                    }
-                    _ => 0,
-                };
+            // Choose as a runtime chooses: by platform alone (annotations such as
+            // `vnd.docker.reference.type` do not count), ranked like containerd.
+            let chosen: Vec<&Descriptor> = match &self.platform {
+                Some(wanted) => {
+                    let mut ranked: Vec<(&Descriptor, usize)> = entries
+                        .iter()
+                        .filter_map(|e| platform_rank(wanted, e.platform.as_ref()).map(|r| (e, r)))
+                        .collect();
+                    ranked.sort_by_key(|(_, rank)| *rank); // stable: the first of equals
+                    ranked.into_iter().take(1).map(|(e, _)| e).collect()
+                }
+                None => entries.iter().collect(),
+            };
+            for entry in chosen {
                 let (digest, size) = blob_digest(entry, "index entry")?;
                 if path.contains(&digest) {
                     return Err(Error::invalid_argument(format!(
                         "index loop: {digest} contains itself"
                     )));
                 }
-                if !child_is_index && !seen.insert(digest.clone()) {
-                    continue;
-                }
-                if child_is_index
-                    && limits.max_index_depth > 0
-                    && depth + 1 > limits.max_index_depth
-                {
-                    return Err(Error::resource_exhausted(format!(
-                        "indexes nested deeper than {} levels",
-                        limits.max_index_depth
-                    )));
+                if !seen.insert(digest.clone()) {
+                    continue; // an index or image already collected
                 }
                 if limits.max_manifest_bytes > 0 && size > limits.max_manifest_bytes {
                     return Err(ImageError::Limit {
@@ -152,6 +141,21 @@ impl Run<'_> {
                     )));
                 }
                 let (doc, kind) = ManifestDoc::parse(&bytes, &format!("manifest {digest}"))?;
+                // The descriptor says what it points at; a runtime refuses a document of another
+                // kind, so the scan does too (it would otherwise follow what a runtime skips).
+                let declared_index =
+                    entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST;
+                if declared_index != (kind == DocKind::Index) {
+                    return Err(Error::data_loss(format!(
+                        "index entry {digest} is declared {:?} but is {}",
+                        entry.media_type,
+                        if kind == DocKind::Index {
+                            "an index"
+                        } else {
+                            "an image manifest"
+                        }
+                    )));
+                }
                 match kind {
                     DocKind::Index => {
                         if limits.max_index_depth > 0 && depth + 1 > limits.max_index_depth {
@@ -190,7 +194,6 @@ impl Run<'_> {
                             doc,
                             media_type,
                             index_platform: entry.platform.clone(),
-                            rank,
                         });
                     }
                 }
