@@ -86,11 +86,16 @@ pub enum ReportAnswer {
     NotReady(u64),
 }
 
+/// How long a stale metadata copy is served after the plugin failed to answer before it is
+/// asked again.
+const METADATA_RETRY: Duration = Duration::from_secs(5);
+
 /// The Harbor API over one [`ScanBackend`] and one [`JobStore`].
 pub struct HarborService {
     backend: Arc<dyn ScanBackend>,
     jobs: Arc<dyn JobStore>,
     options: HarborOptions,
+    /// The plugin's metadata and until when it is used without asking again.
     metadata: Mutex<Option<(Instant, Arc<GetMetadataResponse>)>>,
     slots: Arc<Semaphore>,
 }
@@ -129,8 +134,8 @@ impl HarborService {
     /// cannot answer. One call at a time.
     async fn plugin_metadata(&self) -> Result<Arc<GetMetadataResponse>, ApiError> {
         let mut cached = self.metadata.lock().await;
-        if let Some((at, md)) = cached.as_ref()
-            && at.elapsed() < self.options.metadata_ttl
+        if let Some((fresh_until, md)) = cached.as_ref()
+            && Instant::now() < *fresh_until
         {
             return Ok(md.clone());
         }
@@ -139,23 +144,38 @@ impl HarborService {
         match fetched {
             Ok(Ok(md)) => {
                 let md = Arc::new(md);
-                *cached = Some((Instant::now(), md.clone()));
+                let now = Instant::now();
+                let fresh_until = now.checked_add(self.options.metadata_ttl).unwrap_or(now);
+                *cached = Some((fresh_until, md.clone()));
                 Ok(md)
             }
-            Ok(Err(status)) => stale_or(cached.as_ref(), || {
+            Ok(Err(status)) => stale_or(self.retry_later(&mut cached), || {
                 format!(
                     "{}: {}",
                     sidescan_proto::client::code_name(status.code()),
                     status.message()
                 )
             }),
-            Err(_) => stale_or(cached.as_ref(), || {
+            Err(_) => stale_or(self.retry_later(&mut cached), || {
                 format!(
                     "no metadata within {}",
                     humantime::format_duration(self.options.metadata_timeout)
                 )
             }),
         }
+    }
+
+    /// After a failed metadata call, keeps the stale copy (if any) fresh for
+    /// [`METADATA_RETRY`], so that requests arriving while the plugin is down are answered from
+    /// it at once instead of each waiting for another call to time out.
+    fn retry_later<'a>(
+        &self,
+        cached: &'a mut Option<(Instant, Arc<GetMetadataResponse>)>,
+    ) -> Option<&'a (Instant, Arc<GetMetadataResponse>)> {
+        if let Some((fresh_until, _)) = cached.as_mut() {
+            *fresh_until = Instant::now() + METADATA_RETRY;
+        }
+        cached.as_ref()
     }
 
     /// `GET /metadata`.
@@ -389,5 +409,54 @@ fn scan_failed(f: &Failure) -> ApiError {
     ApiError::ScanFailed {
         code: f.code.clone(),
         message: f.message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Answers metadata once, then fails; counts the calls.
+    struct FailsAfterOne(AtomicU32);
+
+    #[async_trait::async_trait]
+    impl ScanBackend for FailsAfterOne {
+        async fn metadata(&self) -> Result<GetMetadataResponse, tonic::Status> {
+            match self.0.fetch_add(1, Ordering::SeqCst) {
+                0 => Ok(GetMetadataResponse::default()),
+                _ => Err(tonic::Status::unavailable("plugin down")),
+            }
+        }
+
+        async fn scan(
+            &self,
+            _: sidescan_proto::v1::ScanRequest,
+        ) -> Result<sidescan_proto::v1::ScanResponse, tonic::Status> {
+            Err(tonic::Status::unavailable("plugin down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_down_plugin_is_asked_again_only_after_a_pause_and_the_stale_copy_serves() {
+        let backend = Arc::new(FailsAfterOne(AtomicU32::new(0)));
+        let service = HarborService::new(
+            backend.clone(),
+            Arc::new(crate::MemoryJobStore::default()),
+            HarborOptions {
+                metadata_ttl: Duration::ZERO,
+                ..HarborOptions::default()
+            },
+        );
+        assert!(service.plugin_metadata().await.is_ok()); // fetched
+        assert!(service.plugin_metadata().await.is_ok()); // stale copy after a failed call
+        for _ in 0..5 {
+            assert!(service.plugin_metadata().await.is_ok());
+        }
+        assert_eq!(
+            backend.0.load(Ordering::SeqCst),
+            2,
+            "requests while the plugin is down must not each call it again"
+        );
     }
 }
