@@ -315,7 +315,10 @@ fn check_authorization(value: &str) -> Result<(), ApiError> {
 
 /// The repository grammar of the distribution spec: lower-case components joined by `/`.
 fn check_repository(repository: &str) -> Result<(), ApiError> {
-    let ok = repository.len() <= 255 && repository.split('/').all(valid_path_component);
+    let ok = repository.len() <= 255
+        && repository
+            .split('/')
+            .all(sidescan_proto::names::is_path_component);
     if ok {
         Ok(())
     } else {
@@ -324,41 +327,6 @@ fn check_repository(repository: &str) -> Result<(), ApiError> {
              components of letters and digits, separated by '.', '_', '__' or '-', joined by '/')"
         )))
     }
-}
-
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        if i >= b.len() || !alnum(b[i]) || i == start {
-            return false;
-        }
-    }
-    true
 }
 
 fn check_digest(digest: &str) -> Result<(), ApiError> {

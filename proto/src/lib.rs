@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod mime;
+pub mod names;
 pub mod plugin_config;
 
 /// Generated code for the `sidescan.v1` protobuf package.

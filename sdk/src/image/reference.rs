@@ -292,7 +292,7 @@ fn parse_remainder(
         )));
     }
     for component in name.split('/') {
-        if !valid_path_component(component) {
+        if !sidescan_proto::names::is_path_component(component) {
             return Err(Error::invalid_argument(format!(
                 "invalid repository {name:?} in image {whole:?}: path components are lower-case \
                  letters and digits separated by '.', '_', '__' or '-'"
@@ -314,45 +314,6 @@ fn parse_remainder(
             None => None,
         };
     Ok((name.to_string(), tag.map(str::to_string), digest))
-}
-
-fn valid_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    if b.is_empty() {
-        return false;
-    }
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // a separator run: ".", "_", "__" or "-"+
-        let start = i;
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        if i >= b.len() || !alnum(b[i]) || i == start {
-            return false;
-        }
-    }
-    true
 }
 
 fn valid_tag(t: &str) -> bool {
