@@ -127,14 +127,7 @@ async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() 
         &large_digest,
         large.media_type(),
     );
-    let id = submit(&client, &base, &body)
-        .await
-        .json::<Value>()
-        .await
-        .expect("id")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_accepted(&client, &base, &body).await;
     let ReportAnswer {
         status, body: text, ..
     } = poll_report(
@@ -164,14 +157,7 @@ async fn clamav_behind_the_harbor_api_reports_eicar_to_a_harbor_shaped_client() 
         &eicar_digest,
         eicar.media_type(),
     );
-    let id = submit(&client, &base, &body)
-        .await
-        .json::<Value>()
-        .await
-        .expect("id")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = submit_accepted(&client, &base, &body).await;
     let ReportAnswer {
         status,
         body: text,
