@@ -221,9 +221,12 @@ pub mod notice_codes {
     pub const NON_DISTRIBUTABLE_LAYER: &str = "non-distributable-layer";
     /// A blob or layer media type the SDK cannot read.
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported-media-type";
-    /// A device, fifo or socket entry was skipped.
+    /// A device, fifo or socket entry was skipped. Reserved for plugins: since parser
+    /// generation 2 the SDK does not report them (they carry no data to scan).
     pub const SPECIAL_FILE_SKIPPED: &str = "special-file-skipped";
-    /// An entry that would escape the root was skipped.
+    /// An entry the rootfs unpack cannot place inside the root (a parent that is not a
+    /// directory, a hard link to nothing) was not unpacked. Paths with `..` are confined and
+    /// scanned, as runtimes extract them.
     pub const UNSAFE_PATH_SKIPPED: &str = "unsafe-path-skipped";
     /// The engine could not scan a file (its own error).
     pub const SCAN_ERROR: &str = "scan-error";
