@@ -8,7 +8,6 @@ use std::{
 };
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use prost_reflect::{DescriptorPool, DynamicMessage};
 use sidescan_proto::{
     client::code_name,
     v1::{
@@ -28,17 +27,8 @@ pub(crate) fn canonical_json<M: prost::Message>(
     message: &M,
     full_name: &str,
 ) -> Result<String, CliError> {
-    let pool = DescriptorPool::decode(sidescan_proto::FILE_DESCRIPTOR_SET)
-        .map_err(|e| CliError::Render(e.to_string()))?;
-    let descriptor = pool
-        .get_message_by_name(full_name)
-        .ok_or_else(|| CliError::Render(format!("no descriptor for {full_name}")))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .map_err(|e| CliError::Render(e.to_string()))?;
-    let mut text =
-        serde_json::to_string_pretty(&dynamic).map_err(|e| CliError::Render(e.to_string()))?;
-    text.push('\n');
-    Ok(text)
+    sidescan_proto::json::to_string_pretty(message, full_name)
+        .map_err(|e| CliError::Render(e.to_string()))
 }
 
 fn table(header: &[&str]) -> Table {

@@ -2,12 +2,13 @@
 //!
 //! The `sidescan.v1` API shared by registries (hosts) and scanner plugins: the generated protobuf
 //! messages and gRPC stubs ([`v1`]), the encoded descriptor set ([`FILE_DESCRIPTOR_SET`]), well-known
-//! report MIME types ([`mime`]), and a small typed client for hosts ([`client`]) with a loader for
+//! report MIME types ([`mime`]), the proto3 JSON mapping ([`json`]), and a small typed client for hosts ([`client`]) with a loader for
 //! zot-style `plugin_config.json` files ([`plugin_config`]).
 //!
 //! A host that only calls plugins depends on this crate alone.
 
 pub mod client;
+pub mod json;
 pub mod mime;
 pub mod names;
 pub mod plugin_config;
