@@ -90,6 +90,10 @@ pub(crate) enum Command {
     /// Scan an image and print the report.
     #[command(after_help = EXIT_CODES)]
     Scan(Box<ScanArgs>),
+    /// Print the reports attached to an image in its registry (latest per scanner), without
+    /// scanning and without a plugin.
+    #[command(after_help = EXIT_CODES)]
+    Report(Box<crate::attach::ReportArgs>),
 }
 
 /// A string that is never printed (passwords, tokens).
@@ -102,7 +106,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+pub(crate) fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret(s.to_string()))
 }
 
@@ -113,27 +117,10 @@ pub(crate) struct ScanArgs {
     /// --registry.
     pub image: String,
 
-    /// Registry base URL (https://HOST[:PORT] or http://HOST[:PORT]); default: the plugin
-    /// config's zot-addr option, else the host of IMAGE.
-    #[arg(long, value_name = "URL")]
-    pub registry: Option<String>,
-
-    /// Registry user name (with --password): sent as `Basic base64(user:password)`.
-    #[arg(long, env = "SIDESCAN_REGISTRY_USERNAME", hide_env_values = true)]
-    pub username: Option<String>,
-
-    /// Registry password; prefer the environment variable.
-    #[arg(long, env = "SIDESCAN_REGISTRY_PASSWORD", hide_env_values = true,
-          value_parser = secret)]
-    pub password: Option<Secret>,
-
-    /// Registry bearer token: sent as `Bearer TOKEN`.
-    #[arg(long, env = "SIDESCAN_REGISTRY_TOKEN", hide_env_values = true, value_parser = secret)]
-    pub token: Option<Secret>,
-
-    /// The registry speaks plain http.
-    #[arg(long)]
-    pub insecure: bool,
+    /// Where IMAGE lives and how to authenticate (`--registry` defaults to the plugin config's
+    /// zot-addr option, else the host of IMAGE).
+    #[command(flatten)]
+    pub registry: crate::attach::RegistryFlags,
 
     /// Platform of an image index to scan: OS/ARCH[/VARIANT], e.g. linux/arm64/v8.
     /// Default: every platform of the index.
@@ -172,6 +159,10 @@ pub(crate) struct ScanArgs {
     /// ScanImage otherwise. The result is the same either way.
     #[arg(long, value_enum, default_value_t = RpcMode::Auto)]
     pub rpc: RpcMode,
+
+    /// Attaching the report to the image (for CI).
+    #[command(flatten)]
+    pub attach: crate::attach::AttachFlags,
 }
 
 /// Output formats.

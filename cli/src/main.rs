@@ -9,8 +9,14 @@
 //!   scan IMAGE [--registry URL] [--username U --password P | --token T] [--insecure]
 //!              [--platform OS/ARCH[/VARIANT]] [--report-type MIME]... [--report-param K=V]...
 //!              [--format table|json] [--fail-on SEVERITY [--allow-incomplete]] [--output-dir DIR]
-//!              [--rpc auto|unary|stream]
+//!              [--rpc auto|unary|stream] [--attach [--attach-format sarif|spdx|cyclonedx]...]
+//! sidescan report IMAGE [--registry URL] [credentials] [--insecure] [--format table|json|sarif]
+//!                 [--scanner NAME] [--fail-on SEVERITY [--allow-incomplete]]
 //! ```
+//!
+//! - `report` needs no plugin: it reads the reports attached to IMAGE as OCI referrers
+//!   (by `sidescan-watch` or `scan --attach`), the latest per scanner. With `--fail-on`, an image
+//!   without any report exits 1: unscanned is not clean.
 //!
 //! - The plugin is `--plugin URL` (`http://host:port`, `https://host:port`, `unix:/path.sock`) or
 //!   the `"default"` `VulnScanner` of a zot-style `--plugin-config` (whose `zot-addr` option is
@@ -43,6 +49,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod attach;
 mod incomplete;
 mod outcome;
 mod progress;
@@ -97,8 +104,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    let (url, default_registry) = resolve_plugin(&cli.common)?;
+    // Every command but `report` talks to a plugin.
+    let plugin = match &cli.command {
+        Command::Report(_) => None,
+        _ => Some(resolve_plugin(&cli.common)?),
+    };
+    let (url, default_registry) = plugin.unwrap_or_default();
     match cli.command {
+        Command::Report(args) => {
+            let (text, outcome) = attach::report(&args).await?;
+            emit(&text)?;
+            Ok(outcome)
+        }
         Command::Metadata { format } => {
             let client = connect(&cli.common, &url, Some(DEFAULT_QUICK_TIMEOUT)).await?;
             let metadata = client.metadata().await?;
@@ -255,6 +272,18 @@ async fn scan(
             "{}",
             incomplete.line(args.allow_incomplete && args.fail_on.is_some())
         );
+    }
+    if args.attach.attach {
+        let metadata = client.metadata().await?;
+        let line = attach::attach(
+            &args.registry,
+            &args.attach.attach_formats,
+            &metadata,
+            client.url(),
+            &response,
+        )
+        .await?;
+        eprintln!("{line}");
     }
     Ok(scan_outcome(
         &response,
