@@ -26,6 +26,7 @@ fn response(high: u32) -> ScanResponse {
 }
 
 /// The attachments of a scan by `scanner` with engine `engine`, made at `created`.
+/// The documents of a report by `scanner`: the sidescan report, then `extra` in order.
 fn docs(
     scanner: &str,
     engine: &str,
@@ -38,9 +39,12 @@ fn docs(
         version: "1.0.0".into(),
         engine_version: engine.into(),
     };
-    report::attachments(&response(high), &id, created, extra)
+    // The sidescan report first here (attachments() puts it last, for the watcher).
+    let mut docs = report::attachments(&response(high), &id, created, extra)
         .unwrap()
-        .0
+        .0;
+    docs.sort_by_key(|d| d.format != Format::Sidescan);
+    docs
 }
 
 /// A fake with `clean_image` as `app:1`, a client for it, and the image's manifest.
