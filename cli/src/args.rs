@@ -10,13 +10,15 @@ pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  done: no finding at or above --fail-on and the report complete (or --allow-incomplete),
      or no --fail-on; health: SERVING
-  1  scan: findings at or above --fail-on, or with --fail-on an incomplete report (notices:
-     something not scanned or left out) without --allow-incomplete
-  2  error: bad flags, plugin config or connection failure, any non-OK RPC status
+  1  scan, report: findings at or above --fail-on, or with --fail-on an incomplete report
+     (notices: something not scanned or left out) without --allow-incomplete; report: with
+     --fail-on, also an image without any report
+  2  error: bad flags, plugin config, connection or registry failure, any non-OK RPC status
      (printed as `error: <CODE>: <message>` on stderr, e.g. `error: NOT_FOUND: ...`),
      a requested report type that failed, or health not SERVING";
 
-/// Call a sidescan.v1 scanner plugin: describe it, check its health, or scan an image.
+/// Call a sidescan.v1 scanner plugin: describe it, check its health, or scan an image; or read
+/// the reports attached to an image in its registry.
 #[derive(Debug, Parser)]
 #[command(name = "sidescan", version, after_help = EXIT_CODES)]
 pub(crate) struct Cli {

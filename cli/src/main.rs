@@ -42,7 +42,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done: no finding at or above `--fail-on` and the report complete (or `--allow-incomplete`), or no `--fail-on`; `health`: SERVING |
-//! | 1 | `scan`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical), or with `--fail-on` an incomplete report (notices) without `--allow-incomplete` |
+//! | 1 | `scan`, `report`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical), or with `--fail-on` an incomplete report (notices) without `--allow-incomplete`; `report --fail-on`: also no report attached |
 //! | 2 | error: bad flags (clap's usage errors too), plugin config or connection failure, any non-OK RPC status (printed as `error: <CODE>: <message>`, e.g. `error: NOT_FOUND: ...`), a requested report type that failed (`error: <CODE>: report "<mime>" failed: ...`, after the output), or `health` not SERVING |
 
 // Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.

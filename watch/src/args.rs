@@ -21,8 +21,13 @@ pub struct Args {
 
     /// The registry whose events are received: http(s)://HOST[:PORT]. Images are read and
     /// reports written here, whatever host an event names.
-    #[arg(long, env = "SIDESCAN_WATCH_REGISTRY", value_name = "URL")]
-    pub registry: String,
+    #[arg(
+        long,
+        env = "SIDESCAN_WATCH_REGISTRY",
+        value_name = "URL",
+        required_unless_present = "check_health"
+    )]
+    pub registry: Option<String>,
 
     /// Speak plain http to the registry even when --registry says https.
     #[arg(long)]
@@ -51,7 +56,7 @@ pub struct Args {
         long = "plugin",
         env = "SIDESCAN_WATCH_PLUGINS",
         value_delimiter = ',',
-        required = true,
+        required_unless_present = "check_health",
         value_name = "URL"
     )]
     pub plugins: Vec<String>,
@@ -143,6 +148,11 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// Do not run: ask the watcher at this URL for its readiness (GET URL/healthz) and exit 0
+    /// when ready, 1 when not (a container HEALTHCHECK without curl).
+    #[arg(long, value_name = "URL")]
+    pub check_health: Option<String>,
 }
 
 /// Extra documents attached beside the sidescan report.

@@ -21,10 +21,13 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Builds the watcher from `args` (errors are configuration mistakes, for exit code 2).
 pub fn build(args: &Args) -> Result<Watcher, String> {
-    let registry_host = args
+    let registry_url = args
         .registry
+        .as_deref()
+        .ok_or("--registry (SIDESCAN_WATCH_REGISTRY) is required")?;
+    let registry_host = registry_url
         .split_once("://")
-        .map_or(args.registry.as_str(), |(_, rest)| rest)
+        .map_or(registry_url, |(_, rest)| rest)
         .trim_end_matches('/');
     let creds = CredentialSources {
         username: args.username.clone(),
@@ -36,7 +39,7 @@ pub fn build(args: &Args) -> Result<Watcher, String> {
     .resolve(registry_host, None)
     .map_err(|e| e.to_string())?;
     let registry =
-        Registry::new(&args.registry, creds, args.insecure_registry).map_err(|e| e.to_string())?;
+        Registry::new(registry_url, creds, args.insecure_registry).map_err(|e| e.to_string())?;
     let ca = match &args.plugin_ca {
         Some(path) => {
             Some(std::fs::read(path).map_err(|e| format!("--plugin-ca {}: {e}", path.display()))?)

@@ -42,6 +42,17 @@ async fn zot_cloudevents_over_http_in_binary_and_structured_mode() {
     let registry = Registry::anonymous();
     let watch = start_watch("127.0.0.1:0", &registry.url(), &[&plugin], &[]);
     watch.wait_ready(Duration::from_secs(20)).await;
+    // The container HEALTHCHECK's view: ready here, not ready where nothing listens.
+    let check = |url: String| {
+        std::process::Command::new(crate::support::watch_binary())
+            .args(["--check-health", &url])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(watch.url()), Some(0));
+    assert_eq!(check("http://127.0.0.1:9".into()), Some(1));
     let binary_image = crate::support::marked_image("binary");
     let structured_image = fixtures::clean_image();
     registry.push(&binary_image, "bin", "1").await;
