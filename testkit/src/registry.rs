@@ -119,7 +119,9 @@ impl Registry {
         Self::start_notifying(Auth::Anonymous, Some(url))
     }
 
-    fn start_notifying(auth: Auth, notify: Option<&str>) -> Self {
+    /// A registry with `auth` that sends notifications to `notify`, when given (see
+    /// [`Registry::with_notifications`]).
+    pub fn start_notifying(auth: Auth, notify: Option<&str>) -> Self {
         let bin = tool::docker_registry();
         let dir = tempfile::Builder::new()
             .prefix("sidescan-registry-")

@@ -74,6 +74,10 @@ pub(crate) fn client(registry: &Registry) -> OciRegistry {
 pub(crate) fn skopeo_push(registry: &Registry, image: &Artifact, repo: &str, tag: &str) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     image.write_oci_layout(dir.path(), tag).expect("OCI layout");
+    let creds: Vec<String> = registry
+        .credentials()
+        .map(|(u, p)| vec!["--dest-creds".to_owned(), format!("{u}:{p}")])
+        .unwrap_or_default();
     let out = std::process::Command::new(tool::skopeo())
         .args([
             "copy",
@@ -81,6 +85,7 @@ pub(crate) fn skopeo_push(registry: &Registry, image: &Artifact, repo: &str, tag
             "--dest-tls-verify=false",
             "--preserve-digests",
         ])
+        .args(&creds)
         .arg(format!("oci:{}:{tag}", dir.path().display()))
         .arg(registry.docker_ref(repo, tag))
         .output()
