@@ -29,6 +29,16 @@ impl NatsServer {
         Self::start_in(dir, None)
     }
 
+    /// Starts a server on 127.0.0.1:`port` (for a client told the address before the server
+    /// exists).
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sidescan-nats-")
+            .tempdir()
+            .expect("temp dir");
+        Self::start_in(dir, Some(port))
+    }
+
     fn start_in(dir: tempfile::TempDir, port: Option<u16>) -> Self {
         let bin = tool::nats_server();
         let mut last = String::new();

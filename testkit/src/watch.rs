@@ -106,6 +106,12 @@ impl WatchProcess {
         }
     }
 
+    /// Kills the process with SIGKILL (no chance to finish anything).
+    pub fn kill(&mut self) {
+        self.child.signal(rustix::process::Signal::KILL);
+        self.child.stop();
+    }
+
     /// Stops the process (SIGTERM, then SIGKILL).
     pub fn stop(&mut self) {
         self.child.stop();

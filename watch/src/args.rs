@@ -133,6 +133,40 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "nats")]
     pub nats_ca: Option<PathBuf>,
 
+    /// Use a durable JetStream work queue of this name on --nats (created if missing, capturing
+    /// --nats-subject) instead of the in-process queue: any number of watchers share it.
+    #[arg(long, env = "SIDESCAN_NATS_STREAM", requires = "nats")]
+    pub nats_stream: Option<String>,
+
+    /// The durable pull consumer every watcher pulls from.
+    #[arg(long, default_value = "sidescan-watch", requires = "nats_stream")]
+    pub nats_consumer: String,
+
+    /// Replicas of the stream (in a NATS cluster).
+    #[arg(long, default_value_t = 1, requires = "nats_stream")]
+    pub nats_replicas: usize,
+
+    /// Keep the stream in memory instead of files (jobs do not survive a server restart).
+    #[arg(long, requires = "nats_stream")]
+    pub nats_memory_storage: bool,
+
+    /// Deliveries of a failing job before it goes to --nats-dead-letter.
+    #[arg(long, default_value_t = 5, requires = "nats_stream")]
+    pub nats_max_deliver: i64,
+
+    /// Time a delivered job may go without an ack or a progress signal before JetStream
+    /// delivers it again (progress is sent every third of it while a scan runs).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, requires = "nats_stream")]
+    pub nats_ack_wait: Duration,
+
+    /// Subject dead jobs are published to, with their last error.
+    #[arg(long, default_value = "sidescan.dead", requires = "nats_stream")]
+    pub nats_dead_letter: String,
+
+    /// Window in which the same image published twice is one job.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, requires = "nats_stream")]
+    pub nats_duplicate_window: Duration,
+
     /// Accept events only from these addresses (repeatable). Default: any.
     #[arg(long = "allow-event-source", value_delimiter = ',', value_name = "IP")]
     pub allow_event_sources: Vec<IpAddr>,

@@ -10,7 +10,7 @@
 //! | 413 | the body is larger than `--max-event-bytes` |
 //! | 415 | no header names a known format |
 //! | 422 | a CloudEvent of an unknown type |
-//! | 503 | the queue is full (`Retry-After` set: the registry retries) |
+//! | 503 | the queue is full, or the JetStream queue does not take the jobs (`Retry-After` set: the registry retries) |
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -113,14 +113,15 @@ async fn events(
         .event(kind.label(), "ignored", parsed.ignored as u64);
     let pushes = parsed.pushes.len();
     tracing::info!(%peer, kind = kind.label(), pushes, ignored = parsed.ignored, "events received");
-    match watcher.accept(kind, parsed.pushes) {
+    match watcher.accept(kind, parsed.pushes).await {
         Ok(()) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"queued": pushes, "ignored": parsed.ignored})),
         )
             .into_response(),
-        Err(full) => {
-            let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, full.to_string());
+        Err(refused) => {
+            tracing::warn!(%peer, error = %refused, "events refused");
+            let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, "5".parse().expect("static header"));

@@ -6,12 +6,14 @@
 //! that has no current report and attach the reports to the image as OCI referrers
 //! (`sidescan_oci::referrers`), and a CloudEvent announces each finished scan ([`emit`]). The
 //! registry is the state: a restarted watcher finds what is reported by reading referrers, and
-//! the reconcile loop ([`reconcile`]) catches what events missed.
+//! the reconcile loop ([`reconcile`]) catches what events missed. With `--nats-stream` the queue is
+//! a JetStream work queue shared by any number of watchers ([`jetstream`]).
 
 pub mod args;
 pub mod emit;
 pub mod event;
 pub mod http;
+pub mod jetstream;
 pub mod metrics;
 pub mod nats;
 pub mod plugins;

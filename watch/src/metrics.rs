@@ -19,6 +19,7 @@ pub struct Metrics {
     emitted: Family<Labels, Counter>,
     queue_depth: Gauge,
     latency: Histogram,
+    jetstream: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -79,7 +80,14 @@ impl Metrics {
             "From receiving an event to the last report of the image attached",
             latency.clone(),
         );
+        let jetstream = Family::<Labels, Counter>::default();
+        registry.register(
+            "jetstream_jobs",
+            "Jobs of the JetStream queue by outcome (published, acked, nacked, redelivered, dead-lettered)",
+            jetstream.clone(),
+        );
         Self {
+            jetstream,
             registry,
             events,
             scans,
@@ -130,6 +138,13 @@ impl Metrics {
     /// Counts a CloudEvent posted.
     pub fn emitted(&self, outcome: &str) {
         self.emitted
+            .get_or_create(&vec![("outcome", outcome.into())])
+            .inc();
+    }
+
+    /// Counts a JetStream job outcome.
+    pub fn jetstream(&self, outcome: &str) {
+        self.jetstream
             .get_or_create(&vec![("outcome", outcome.into())])
             .inc();
     }

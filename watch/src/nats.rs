@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 
@@ -28,8 +28,12 @@ pub struct NatsOptions {
     pub ca: Option<PathBuf>,
 }
 
-/// Connects (retrying until the server answers) and feeds events into the queue, forever.
-pub async fn run(watcher: Arc<Watcher>, options: NatsOptions) -> Result<(), String> {
+/// Connects to NATS; with `retry_on_initial_connect` this returns at once and keeps trying in
+/// the background, keeping `connected` up to date.
+pub async fn connect(
+    connected: Option<Arc<AtomicBool>>,
+    options: &NatsOptions,
+) -> Result<async_nats::Client, String> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("sidescan-watch")
         .retry_on_initial_connect();
@@ -48,13 +52,13 @@ pub async fn run(watcher: Arc<Watcher>, options: NatsOptions) -> Result<(), Stri
     if let Some(ca) = &options.ca {
         connect = connect.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let state = watcher.clone();
+    let flag = connected.clone();
     connect = connect.event_callback(move |event| {
-        let state = state.clone();
+        let flag = flag.clone();
         async move {
             let up = matches!(event, async_nats::Event::Connected);
             let down = matches!(event, async_nats::Event::Disconnected);
-            if let Some(flag) = &state.nats_connected {
+            if let Some(flag) = &flag {
                 if up {
                     flag.store(true, Ordering::Relaxed);
                 } else if down {
@@ -68,16 +72,25 @@ pub async fn run(watcher: Arc<Watcher>, options: NatsOptions) -> Result<(), Stri
         .connect(options.url.as_str())
         .await
         .map_err(|e| format!("NATS {}: {e}", options.url))?;
-    let mut subscription = client
-        .subscribe(options.subject.clone())
-        .await
-        .map_err(|e| format!("NATS subscribe {}: {e}", options.subject))?;
-    if let Some(flag) = &watcher.nats_connected {
+    if let Some(flag) = &connected {
         flag.store(
             client.connection_state() == async_nats::connection::State::Connected,
             Ordering::Relaxed,
         );
     }
+    Ok(client)
+}
+
+/// Subscribes to `options.subject` on `client` and feeds the events into the queue, forever.
+pub async fn run(
+    watcher: Arc<Watcher>,
+    client: async_nats::Client,
+    options: NatsOptions,
+) -> Result<(), String> {
+    let mut subscription = client
+        .subscribe(options.subject.clone())
+        .await
+        .map_err(|e| format!("NATS subscribe {}: {e}", options.subject))?;
     tracing::info!(subject = %options.subject, "subscribed to NATS");
     while let Some(message) = subscription.next().await {
         let kind = Kind::Nats;
@@ -86,7 +99,7 @@ pub async fn run(watcher: Arc<Watcher>, options: NatsOptions) -> Result<(), Stri
                 watcher
                     .metrics
                     .event(kind.label(), "ignored", parsed.ignored as u64);
-                if watcher.accept(kind, parsed.pushes).is_err() {
+                if watcher.accept(kind, parsed.pushes).await.is_err() {
                     tracing::error!(
                         "queue full: a NATS event was dropped (the reconcile loop will find the image)"
                     );

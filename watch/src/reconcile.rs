@@ -39,6 +39,15 @@ pub async fn pass(watcher: &Watcher) -> Result<usize, sidescan_oci::Error> {
                 media_type: None,
                 not_an_image: None,
             };
+            if watcher.jetstream.is_some() {
+                // Retry rather than drop: the loop is the safety net.
+                while let Err(e) = watcher.accept(Kind::Reconcile, vec![push.clone()]).await {
+                    tracing::warn!(error = %e, "reconcile: job not queued; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                queued += 1;
+                continue;
+            }
             // Wait for room rather than drop: the loop is the safety net.
             let mut job = Job::new(push, Kind::Reconcile);
             loop {

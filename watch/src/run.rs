@@ -10,6 +10,7 @@ use sidescan_oci::{CredentialSources, Registry};
 use crate::args::Args;
 use crate::emit::Emitter;
 use crate::http::{self, EventLimits};
+use crate::jetstream::{JetStreamOptions, JetStreamQueue};
 use crate::metrics::Metrics;
 use crate::nats::{self, NatsOptions};
 use crate::plugins::Plugin;
@@ -66,40 +67,74 @@ pub fn build(args: &Args) -> Result<Watcher, String> {
         attempts: args.attempts.max(1),
         ready: AtomicBool::new(false),
         not_ready_because: std::sync::Mutex::new("starting".into()),
-        nats_connected: args.nats.as_ref().map(|_| AtomicBool::new(false)),
+        nats_connected: args.nats.as_ref().map(|_| Arc::new(AtomicBool::new(false))),
+        jetstream: None,
         image_locks: Default::default(),
     })
 }
 
 /// Runs until a termination signal. Errors: the listener cannot be bound.
 pub async fn run(args: Args) -> Result<(), String> {
-    let watcher = Arc::new(build(&args)?);
+    let mut watcher = build(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let nats_options = args.nats.as_ref().map(|url| NatsOptions {
+        url: url.clone(),
+        subject: args.nats_subject.clone(),
+        creds: args.nats_creds.clone(),
+        token: args.nats_token.clone(),
+        user_password: args.nats_user.clone().zip(args.nats_password.clone()),
+        ca: args.nats_ca.clone(),
+    });
+    // The client connects in the background; `nats_connected` follows it.
+    let nats_client = match &nats_options {
+        Some(options) => Some(nats::connect(watcher.nats_connected.clone(), options).await?),
+        None => None,
+    };
+    if let (Some(client), Some(stream)) = (&nats_client, &args.nats_stream) {
+        watcher.jetstream = Some(Arc::new(JetStreamQueue::new(
+            client.clone(),
+            JetStreamOptions {
+                stream: stream.clone(),
+                subject: args.nats_subject.clone(),
+                consumer: args.nats_consumer.clone(),
+                replicas: args.nats_replicas,
+                file_storage: !args.nats_memory_storage,
+                max_deliver: args.nats_max_deliver.max(1),
+                ack_wait: args.nats_ack_wait,
+                dead_letter: args.nats_dead_letter.clone(),
+                duplicate_window: args.nats_duplicate_window,
+            },
+        )));
+    }
+    let watcher = Arc::new(watcher);
     if let Some(file) = &args.listen_addr_file {
         std::fs::write(file, local.to_string())
             .map_err(|e| format!("--listen-addr-file {}: {e}", file.display()))?;
     }
-    tracing::info!(listen = %local, registry = %watcher.registry.url(), plugins = watcher.plugins.len(), "sidescan-watch started");
+    tracing::info!(listen = %local, registry = %watcher.registry.url(), plugins = watcher.plugins.len(),
+        queue = if watcher.jetstream.is_some() { "jetstream" } else { "in-process" }, "sidescan-watch started");
 
-    for _ in 0..args.concurrency {
-        tokio::spawn(crate::worker::run(watcher.clone()));
+    match &watcher.jetstream {
+        Some(js) => {
+            tokio::spawn(js.clone().run(watcher.clone(), args.concurrency));
+        }
+        None => {
+            for _ in 0..args.concurrency {
+                tokio::spawn(crate::worker::run(watcher.clone()));
+            }
+        }
     }
     tokio::spawn(watcher.clone().check_health(HEALTH_INTERVAL));
-    if let Some(url) = &args.nats {
-        let options = NatsOptions {
-            url: url.clone(),
-            subject: args.nats_subject.clone(),
-            creds: args.nats_creds.clone(),
-            token: args.nats_token.clone(),
-            user_password: args.nats_user.clone().zip(args.nats_password.clone()),
-            ca: args.nats_ca.clone(),
-        };
+    if let (Some(client), Some(options)) = (nats_client, nats_options)
+        && watcher.jetstream.is_none()
+    {
         let watcher = watcher.clone();
         tokio::spawn(async move {
-            if let Err(e) = nats::run(watcher, options).await {
+            if let Err(e) = nats::run(watcher, client, options).await {
                 tracing::error!(error = %e, "NATS subscription stopped");
             }
         });

@@ -13,6 +13,17 @@ use crate::metrics::Metrics;
 use crate::plugins::Plugin;
 use crate::queue::{Full, Job, Pushed, Queue};
 
+/// Why events were not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The in-process queue is full.
+    #[error(transparent)]
+    Full(Full),
+    /// The JetStream queue did not take them.
+    #[error("the job queue is unavailable: {0}")]
+    Unavailable(String),
+}
+
 /// Everything the endpoints and workers share.
 #[derive(Debug)]
 pub struct Watcher {
@@ -37,7 +48,9 @@ pub struct Watcher {
     /// Why not, when not ready.
     pub not_ready_because: std::sync::Mutex<String>,
     /// Set when a NATS subscription is configured: whether it is connected.
-    pub nats_connected: Option<AtomicBool>,
+    pub nats_connected: Option<Arc<AtomicBool>>,
+    /// The durable queue, when `--nats-stream` is set (else the in-process `queue`).
+    pub jetstream: Option<Arc<crate::jetstream::JetStreamQueue>>,
     /// One lock per image being handled (repository, digest): jobs that reach the same image
     /// by different references (a tag from the reconcile loop, a digest from an event) take
     /// turns, so its referrers are never written by two workers at once.
@@ -91,13 +104,30 @@ impl Drop for ImageGuard<'_> {
 }
 
 impl Watcher {
-    /// Queues each of `pushes` from `kind`, counting outcomes. `Err(Full)` when they do not
-    /// all fit (then none is queued, so the sender's retry repeats nothing).
-    pub fn accept(&self, kind: Kind, pushes: Vec<ImagePushed>) -> Result<(), Full> {
+    /// Queues each of `pushes` from `kind`, counting outcomes: on the JetStream queue when there
+    /// is one, else in process. Refused (and nothing queued in process) when the queue is full
+    /// or JetStream does not take the jobs; the sender should retry.
+    pub async fn accept(&self, kind: Kind, pushes: Vec<ImagePushed>) -> Result<(), Refused> {
+        if let Some(js) = &self.jetstream {
+            let n = pushes.len() as u64;
+            return match js.publish(&pushes).await {
+                Ok(()) => {
+                    self.metrics.event(kind.label(), "queued", n);
+                    for _ in 0..n {
+                        self.metrics.jetstream("published");
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    self.metrics.event(kind.label(), "refused", n);
+                    Err(Refused::Unavailable(e))
+                }
+            };
+        }
         if !self.queue.has_room(pushes.len()) {
             self.metrics
                 .event(kind.label(), "refused", pushes.len() as u64);
-            return Err(Full);
+            return Err(Refused::Full(Full));
         }
         for push in pushes {
             let outcome = match self.queue.push(Job::new(push, kind)) {
@@ -139,11 +169,23 @@ impl Watcher {
             {
                 problems.push("NATS is not connected".into());
             }
-            self.ready.store(problems.is_empty(), Ordering::Relaxed);
+            if let Some(js) = &self.jetstream
+                && !js.is_ready()
+            {
+                problems.push("the JetStream queue is not set up".into());
+            }
+            let ready = problems.is_empty();
+            self.ready.store(ready, Ordering::Relaxed);
             if let Ok(mut why) = self.not_ready_because.lock() {
                 *why = problems.join("; ");
             }
-            tokio::time::sleep(interval).await;
+            // Look again soon while not ready, so readiness follows recovery quickly.
+            let wait = if ready {
+                interval
+            } else {
+                interval.min(Duration::from_secs(1))
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 }

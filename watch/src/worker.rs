@@ -150,6 +150,7 @@ pub async fn process(watcher: &Watcher, job: &Job) -> Result<(), Failure> {
     .await;
     let mut reported = false;
     let mut first_error = None;
+    let mut refused = None;
     for result in results {
         match result {
             Ok(did_report) => reported |= did_report,
@@ -158,6 +159,7 @@ pub async fn process(watcher: &Watcher, job: &Job) -> Result<(), Failure> {
             }
             Err(Failure::Permanent(e)) => {
                 tracing::error!(%repo, digest = %manifest.digest, error = %e, "scan refused");
+                refused.get_or_insert(Failure::Permanent(e));
             }
         }
     }
@@ -166,7 +168,9 @@ pub async fn process(watcher: &Watcher, job: &Job) -> Result<(), Failure> {
             .metrics
             .latency(job.received.elapsed().as_secs_f64());
     }
-    match first_error {
+    // A retry may still succeed where a plugin was unavailable; a refusal is final, and is
+    // reported (the JetStream queue dead-letters it) after every other plugin had its turn.
+    match first_error.or(refused) {
         Some(e) => Err(e),
         None => Ok(()),
     }

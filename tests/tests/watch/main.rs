@@ -5,6 +5,7 @@
 mod auth;
 mod cli;
 mod events;
+mod jetstream;
 mod push;
 mod state;
 mod support;

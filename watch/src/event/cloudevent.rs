@@ -6,7 +6,8 @@
 //! `manifest` is the raw manifest JSON as a string. zot emits it once per changed tag, and also
 //! for referrers, signatures and pushes by digest; the manifest tells those apart from images.
 //! zot's other types (`image.deleted`, `image.scanned`, `image.lint_failed`,
-//! `repository.created`) are valid and ignored.
+//! `repository.created`) are valid and ignored. The watcher's own jobs on a JetStream queue,
+//! `dev.sidescan.image.pushed`, carry the same data without the manifest.
 
 use serde::Deserialize;
 
@@ -85,7 +86,7 @@ fn data_of(
             ignored: 1,
         });
     }
-    if ce_type != IMAGE_UPDATED {
+    if ce_type != IMAGE_UPDATED && ce_type != crate::jetstream::IMAGE_PUSHED {
         return Err(EventError::UnknownType(ce_type.into()));
     }
     let data = data()?;

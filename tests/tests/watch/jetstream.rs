@@ -1,0 +1,235 @@
+//! The JetStream queue (`--nats-stream`): watchers sharing a durable work queue on a real
+//! nats-server. A watcher killed mid-scan loses no job, a restarted server loses no job, NATS
+//! down means 503 (the registry retries) until it is back, and a poison job is dead-lettered
+//! while the rest flow.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use sidescan_oci::referrers;
+use sidescan_testkit::nats::NatsServer;
+use sidescan_testkit::plugin::{PluginProcess, ServingStatus, test_plugin_binary};
+use sidescan_testkit::process::free_port;
+use sidescan_testkit::registry::Registry;
+use sidescan_testkit::watch::WatchProcess;
+
+use crate::support::{client, marked_image, metric, start_watch, wait_for_report};
+
+fn jetstream_args(nats: &str) -> Vec<String> {
+    [
+        "--nats",
+        nats,
+        "--nats-stream",
+        "SIDESCAN",
+        "--nats-subject",
+        "sidescan.jobs",
+        "--nats-ack-wait",
+        "3s",
+        "--nats-max-deliver",
+        "3",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn watch(listen: &str, registry: &Registry, plugin: &PluginProcess, nats: &str) -> WatchProcess {
+    let args = jetstream_args(nats);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start_watch(listen, &registry.url(), &[plugin], &args)
+}
+
+/// A test plugin that takes `delay` per layer (so scans are in flight when something dies).
+async fn slow_plugin(delay: &str) -> PluginProcess {
+    let plugin = PluginProcess::start(&test_plugin_binary(), &["--layer-delay", delay]);
+    plugin.wait_for_health(ServingStatus::Serving).await;
+    plugin
+}
+
+async fn post_push(watch: &WatchProcess, repo: &str, digest: &str) -> u16 {
+    let body = serde_json::json!({"events": [{"action": "push", "target": {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "repository": repo, "digest": digest, "tag": "1"}}]});
+    reqwest::Client::new()
+        .post(watch.events_url())
+        .header(
+            "content-type",
+            "application/vnd.docker.distribution.events.v1+json",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn assert_one_report_each(
+    registry: &Registry,
+    images: &[(String, String)],
+    logs: impl Fn() -> String,
+) {
+    let oci = client(registry);
+    for (repo, digest) in images {
+        wait_for_report(
+            &oci,
+            repo,
+            digest,
+            "sidescan-test-plugin",
+            None,
+            Duration::from_secs(60),
+            &logs,
+        )
+        .await;
+        let listed = referrers::list(&oci, repo, digest).await.unwrap();
+        assert_eq!(
+            listed.entries.len(),
+            1,
+            "{repo}: exactly one current report: {:?}",
+            listed.entries
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_scan_loses_no_job_and_each_image_gets_one_report() {
+    let nats = NatsServer::start();
+    let plugin = slow_plugin("300ms").await;
+    let registry = Registry::anonymous();
+    let mut a = watch("127.0.0.1:0", &registry, &plugin, &nats.url());
+    let b = watch("127.0.0.1:0", &registry, &plugin, &nats.url());
+    a.wait_ready(Duration::from_secs(30)).await;
+    b.wait_ready(Duration::from_secs(30)).await;
+
+    let mut images = Vec::new();
+    for i in 0..12 {
+        let repo = format!("fleet/app{i}");
+        let digest = registry.push(&marked_image(&repo), &repo, "1").await;
+        assert_eq!(post_push(&a, &repo, &digest).await, 202);
+        images.push((repo, digest));
+    }
+    // A has published every job; let both start working, then kill A without warning.
+    let oci = client(&registry);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = a.metrics_text().await;
+        if metric(
+            &text,
+            "sidescan_watch_jetstream_jobs_total{outcome=\"acked\"}",
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A acked nothing: {text}\n{}",
+            a.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.kill();
+    assert_one_report_each(&registry, &images, || b.logs()).await;
+    let text = b.metrics_text().await;
+    assert!(
+        metric(
+            &text,
+            "sidescan_watch_jetstream_jobs_total{outcome=\"acked\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    drop(oci);
+}
+
+#[tokio::test]
+async fn a_nats_server_restart_mid_run_loses_no_job() {
+    let nats = NatsServer::start();
+    let plugin = slow_plugin("200ms").await;
+    let registry = Registry::anonymous();
+    let w = watch("127.0.0.1:0", &registry, &plugin, &nats.url());
+    w.wait_ready(Duration::from_secs(30)).await;
+    let mut images = Vec::new();
+    for i in 0..8 {
+        let repo = format!("restart/app{i}");
+        let digest = registry.push(&marked_image(&repo), &repo, "1").await;
+        assert_eq!(post_push(&w, &repo, &digest).await, 202);
+        images.push((repo, digest));
+    }
+    // The jobs are in the stream's files; the server goes away and comes back on the same port.
+    let nats = nats.restart();
+    assert_one_report_each(&registry, &images, || {
+        format!("{}\nnats:\n{}", w.logs(), nats.log())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nats_unreachable_means_not_ready_and_503_until_it_is_back() {
+    let port = free_port();
+    let nats_url = format!("nats://127.0.0.1:{port}");
+    let plugin = slow_plugin("0s").await;
+    let registry = Registry::anonymous();
+    let w = watch("127.0.0.1:0", &registry, &plugin, &nats_url);
+    let repo = "late/app";
+    let digest = registry.push(&marked_image(repo), repo, "1").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let health = reqwest::get(format!("{}/healthz", w.url())).await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(
+        post_push(&w, repo, &digest).await,
+        503,
+        "refused, not accepted and dropped"
+    );
+
+    let _nats = NatsServer::start_on(port);
+    w.wait_ready(Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while post_push(&w, repo, &digest).await != 202 {
+        assert!(
+            Instant::now() < deadline,
+            "events still refused:\n{}",
+            w.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_one_report_each(&registry, &[(repo.to_string(), digest)], || w.logs()).await;
+}
+
+#[tokio::test]
+async fn a_poison_job_is_dead_lettered_and_the_rest_keep_flowing() {
+    let nats = NatsServer::start();
+    let plugin = slow_plugin("0s").await;
+    let registry = Registry::anonymous();
+    let w = watch("127.0.0.1:0", &registry, &plugin, &nats.url());
+    w.wait_ready(Duration::from_secs(30)).await;
+    let listener = async_nats::connect(nats.url()).await.unwrap();
+    let mut dead = listener.subscribe("sidescan.dead").await.unwrap();
+    listener.flush().await.unwrap();
+
+    // An image whose layer does not match its diff_id: every plugin refuses it (DATA_LOSS), so
+    // the job can never succeed.
+    let poison = sidescan_testkit::hostile::wrong_diff_id();
+    let poison_digest = registry.push(&poison.artifact, "poison/app", "1").await;
+    assert_eq!(post_push(&w, "poison/app", &poison_digest).await, 202);
+    let repo = "healthy/app";
+    let digest = registry.push(&marked_image(repo), repo, "1").await;
+    assert_eq!(post_push(&w, repo, &digest).await, 202);
+
+    let message = tokio::time::timeout(Duration::from_secs(30), dead.next())
+        .await
+        .unwrap_or_else(|_| panic!("nothing dead-lettered:\n{}", w.logs()))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert!(
+        body["job"].as_str().unwrap().contains("poison/app"),
+        "{body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("DATA_LOSS"), "{body}");
+    assert_one_report_each(&registry, &[(repo.to_string(), digest)], || w.logs()).await;
+    let text = w.metrics_text().await;
+    assert_eq!(
+        metric(
+            &text,
+            "sidescan_watch_jetstream_jobs_total{outcome=\"dead-lettered\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+}
