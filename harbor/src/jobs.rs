@@ -1,12 +1,16 @@
 //! Scan jobs and where they are kept: the [`JobStore`] trait and [`MemoryJobStore`], an
-//! in-process map whose finished jobs expire after a TTL (a NATS JetStream KV store can implement
-//! the same trait so that several adapters share jobs).
+//! in-process map whose finished jobs expire after a TTL, and [`NatsJobStore`], the same on NATS
+//! JetStream (a key-value bucket and an object store) so that several adapters share jobs.
 //!
 //! Lifecycle: `POST /scan` inserts a job as [`JobState::Queued`]; it becomes
 //! [`JobState::Running`] when it gets one of the adapter's plugin slots, then
 //! [`JobState::Succeeded`] or [`JobState::Failed`]. Queued and running jobs never expire; a
 //! finished job is kept for the TTL counted from when it finished, then its id is unknown (404,
 //! and Harbor submits the scan again).
+
+mod nats;
+
+pub use nats::{JOBS_BUCKET, NatsJobStore, REPORTS_BUCKET};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -40,5 +40,5 @@ pub mod service;
 pub use api::router;
 pub use backend::{GrpcBackend, ScanBackend};
 pub use error::ApiError;
-pub use jobs::{DEFAULT_JOB_TTL, JobStore, MemoryJobStore};
+pub use jobs::{DEFAULT_JOB_TTL, JobStore, MemoryJobStore, NatsJobStore};
 pub use service::{AuthorizationType, HarborOptions, HarborService};

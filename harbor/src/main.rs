@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use sidescan_harbor::{
-    AuthorizationType, GrpcBackend, HarborOptions, HarborService, MemoryJobStore, report,
+    AuthorizationType, GrpcBackend, HarborOptions, HarborService, MemoryJobStore, NatsJobStore,
+    report,
 };
 
 /// Serves Harbor's scanner-adapter API (`/api/v1`) in front of a sidescan.v1 plugin.
@@ -28,6 +29,14 @@ struct Cli {
     /// again).
     #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     job_ttl: Duration,
+    /// Keep jobs and reports in NATS JetStream at this URL (a key-value bucket and an object
+    /// store, created if missing) instead of in this process, so that replicas behind one
+    /// Service share them: Harbor may submit to one and poll another.
+    #[arg(long, env = "SIDESCAN_NATS_URL", value_name = "URL")]
+    nats: Option<String>,
+    /// Replicas of the NATS bucket and object store (in a NATS cluster).
+    #[arg(long, env = "SIDESCAN_NATS_REPLICAS", default_value_t = 1)]
+    nats_replicas: usize,
     /// Refresh-After of a 302 while a scan runs (1s..127s).
     #[arg(long, env = "SIDESCAN_HARBOR_REFRESH_AFTER", default_value = "2s", value_parser = humantime::parse_duration)]
     refresh_after: Duration,
@@ -96,12 +105,14 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let backend = GrpcBackend::new(&cli.plugin, options.scan_timeout, options.metadata_timeout)
         .map_err(|e| format!("--plugin: {e}"))?;
-    let jobs = MemoryJobStore::new(cli.job_ttl);
-    let service = Arc::new(HarborService::new(
-        Arc::new(backend),
-        Arc::new(jobs),
-        options,
-    ));
+    let jobs: Arc<dyn sidescan_harbor::JobStore> = match &cli.nats {
+        Some(url) => NatsJobStore::connect_url(url, cli.job_ttl, cli.nats_replicas)
+            .await
+            .map_err(|e| format!("--nats: {e}"))?
+            .shared(),
+        None => Arc::new(MemoryJobStore::new(cli.job_ttl)),
+    };
+    let service = Arc::new(HarborService::new(Arc::new(backend), jobs, options));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;

@@ -349,3 +349,48 @@ async fn clamav_with_harbor_listen_serves_a_full_harbor_scan_flow() {
     // the scan ran through the plugin's own sidescan.v1 path: one scan span in its log
     assert!(plugin.logs().contains("scan finished"), "{}", plugin.logs());
 }
+
+/// Two `sidescan-harbor` replicas sharing NATS JetStream (`--nats`): Harbor submits to one and
+/// polls the other, as it does behind a Kubernetes Service, and gets the report.
+#[tokio::test]
+async fn with_nats_a_scan_submitted_to_one_replica_is_served_by_another() {
+    let nats = sidescan_testkit::nats::NatsServer::start();
+    let plugin = PluginProcess::start(&test_plugin_binary(), &[]);
+    plugin.wait_for_health(ServingStatus::Serving).await;
+    let a = HarborProcess::start(&plugin.url(), &["--nats", &nats.url()]);
+    let b = HarborProcess::start(&plugin.url(), &["--nats", &nats.url()]);
+    let registry = Registry::anonymous();
+    let image = fixtures::clean_image();
+    let digest = registry.push(&image, "shared/app", "1").await;
+    let client = harbor_client();
+    let body = harbor_scan_request(
+        &registry.url(),
+        "",
+        "shared/app",
+        &digest,
+        image.media_type(),
+    );
+    let id = submit_accepted(&client, &a.url(), &body).await;
+    let answer = poll_report(
+        &client,
+        &b.url(),
+        &id,
+        GENERIC_REPORT,
+        "",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}\nA:\n{}\nB:\n{}",
+        answer.body,
+        a.logs(),
+        b.logs()
+    );
+    let doc: Value = serde_json::from_str(&answer.body).expect("report JSON");
+    assert_eq!(doc["artifact"]["digest"], digest.as_str(), "{doc}");
+    // An id neither replica issued is unknown to both.
+    let unknown = get_report(&client, &b.url(), "no-such-job", GENERIC_REPORT, "").await;
+    assert_eq!(unknown.status, 404);
+}

@@ -17,8 +17,8 @@ pub(crate) use sidescan_testkit::registry::Registry;
 
 pub(crate) use sidescan_testkit::harbor::{
     GENERIC_REPORT, METADATA_V1_0, NATIVE_REPORT, ReportAnswer, SCAN_REQUEST_V1_0, SCAN_RESPONSE,
-    client as harbor_client, metadata, poll_report, scan_request as harbor_scan_request, submit,
-    submit_accepted,
+    client as harbor_client, get_report, metadata, poll_report,
+    scan_request as harbor_scan_request, submit, submit_accepted,
 };
 
 /// A running `sidescan-harbor` on 127.0.0.1, stopped by PID on drop.

@@ -209,6 +209,17 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub harbor_job_ttl: Duration,
 
+    /// Keep Harbor jobs and reports in NATS JetStream at this URL (a key-value bucket and an
+    /// object store) instead of in this process, so that replicas behind one Service share
+    /// them: Harbor may submit to one and poll another. Needs --harbor-listen.
+    #[arg(
+        long = "nats",
+        env = "SIDESCAN_NATS_URL",
+        value_name = "URL",
+        requires = "harbor_listen"
+    )]
+    pub nats_url: Option<String>,
+
     /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) over plain HTTP on this
     /// host:port. Off when not given.
     #[arg(long, env = "SIDESCAN_METRICS_LISTEN", value_name = "ADDR", value_parser = parse_metrics_listen)]

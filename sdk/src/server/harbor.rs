@@ -74,11 +74,14 @@ pub(crate) async fn serve(
         },
         ..HarborOptions::default()
     };
-    let service = Arc::new(HarborService::new(
-        Arc::new(InProcess(scan)),
-        Arc::new(MemoryJobStore::new(config.harbor_job_ttl)),
-        options,
-    ));
+    let jobs: Arc<dyn sidescan_harbor::JobStore> = match &config.nats_url {
+        Some(url) => sidescan_harbor::NatsJobStore::connect_url(url, config.harbor_job_ttl, 1)
+            .await
+            .map_err(|e| ServeError::Config(format!("--nats: {e}")))?
+            .shared(),
+        None => Arc::new(MemoryJobStore::new(config.harbor_job_ttl)),
+    };
+    let service = Arc::new(HarborService::new(Arc::new(InProcess(scan)), jobs, options));
     let router = sidescan_harbor::router(service);
     match tls {
         None => axum::serve(listener, router)

@@ -221,7 +221,10 @@ async fn a_poison_job_is_dead_lettered_and_the_rest_keep_flowing() {
         body["job"].as_str().unwrap().contains("poison/app"),
         "{body}"
     );
-    assert!(body["error"].as_str().unwrap().contains("DATA_LOSS"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("DATA_LOSS"),
+        "{body}"
+    );
     assert_one_report_each(&registry, &[(repo.to_string(), digest)], || w.logs()).await;
     let text = w.metrics_text().await;
     assert_eq!(
