@@ -90,6 +90,8 @@ pub(crate) enum Command {
     /// Scan an image and print the report.
     #[command(after_help = EXIT_CODES)]
     Scan(Box<ScanArgs>),
+    /// Scanner data and plugins in a registry: push, pull, inspect, install.
+    Artifact(Box<crate::artifact::ArtifactArgs>),
 }
 
 /// A string that is never printed (passwords, tokens).
@@ -102,7 +104,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+pub(crate) fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret(s.to_string()))
 }
 

@@ -43,6 +43,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod artifact;
 mod incomplete;
 mod outcome;
 mod progress;
@@ -97,8 +98,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    let (url, default_registry) = resolve_plugin(&cli.common)?;
+    let (url, default_registry) = match &cli.command {
+        Command::Artifact(_) => (String::new(), None), // talks to registries, not a plugin
+        _ => resolve_plugin(&cli.common)?,
+    };
     match cli.command {
+        Command::Artifact(args) => artifact::run(*args).await,
         Command::Metadata { format } => {
             let client = connect(&cli.common, &url, Some(DEFAULT_QUICK_TIMEOUT)).await?;
             let metadata = client.metadata().await?;
