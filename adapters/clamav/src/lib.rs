@@ -68,6 +68,7 @@ pub mod reply;
 pub mod scan;
 pub mod scanner;
 pub mod selfcheck;
+pub mod signatures;
 
 pub use client::Clamd;
 pub use error::ClamavError;

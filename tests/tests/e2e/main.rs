@@ -10,5 +10,6 @@ mod registry;
 mod registry_limits;
 mod scan;
 mod server;
+mod signatures;
 mod support;
 mod zot;
