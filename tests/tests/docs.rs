@@ -260,7 +260,10 @@ fn systemd_unit_installs_the_plugin_with_real_flags() {
         .env_clear()
         .output()
         .expect("run sidescan artifact install --help");
-    assert!(out.status.success(), "sidescan artifact install --help failed");
+    assert!(
+        out.status.success(),
+        "sidescan artifact install --help failed"
+    );
     let install_help = String::from_utf8(out.stdout).expect("utf-8 help");
     let line = unit
         .lines()
@@ -272,7 +275,10 @@ fn systemd_unit_installs_the_plugin_with_real_flags() {
             "the unit passes {flag}, which sidescan artifact install does not take"
         );
     }
-    let dir = line.split_whitespace().nth(4).expect("install's target directory");
+    let dir = line
+        .split_whitespace()
+        .nth(4)
+        .expect("install's target directory");
     assert!(
         unit.contains(&format!("ExecStart={dir}/sidescan-clamav")),
         "ExecStart runs the binary install wrote into {dir}"

@@ -71,11 +71,11 @@ pub struct SignaturesConfig {
 
     /// Password for the signatures' registry; prefer the environment variable.
     #[arg(long, env = "SIDESCAN_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
+    pub registry_password: Option<Secret>,
 
     /// Bearer token for the signatures' registry.
     #[arg(long, env = "SIDESCAN_REGISTRY_TOKEN", hide_env_values = true)]
-    pub registry_token: Option<String>,
+    pub registry_token: Option<Secret>,
 
     /// Auth file (containers-auth.json or docker config.json) searched before the standard ones
     /// for the signatures' registry.
@@ -88,12 +88,30 @@ pub struct SignaturesConfig {
     pub insecure_registries: Vec<String>,
 }
 
+/// A password or token: never in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
 impl SignaturesConfig {
     fn credential_sources(&self) -> CredentialSources {
         CredentialSources {
             username: self.registry_username.clone(),
-            password: self.registry_password.clone(),
-            token: self.registry_token.clone(),
+            password: self.registry_password.as_ref().map(|s| s.0.clone()),
+            token: self.registry_token.as_ref().map(|s| s.0.clone()),
             auth_file: self.registry_authfile.clone(),
             no_standard_files: false,
         }
@@ -249,4 +267,79 @@ fn age(installed: &Installed) -> Option<Duration> {
 fn short(digest: &str) -> &str {
     let hex = digest.trim_start_matches("sha256:");
     &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        clamav: crate::ClamavConfig,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["sidescan-clamav"][..], args].concat())
+    }
+
+    #[test]
+    fn flags_go_together_and_secrets_stay_hidden() {
+        let from = ["--signatures-from", "127.0.0.1:5000/mirror/clamav:db"];
+        let dir = ["--signatures-dir", "/var/lib/clamav"];
+        assert!(
+            parse(&from).is_err(),
+            "--signatures-from needs --signatures-dir"
+        );
+        assert!(
+            parse(&dir).is_err(),
+            "--signatures-dir needs --signatures-from"
+        );
+        assert!(parse(&["--signatures-from", "no-host", dir[0], dir[1]]).is_err());
+        let both = [&from[..], &dir[..], &["--clamd-database-dir", "/x"]].concat();
+        assert!(
+            parse(&both).is_err(),
+            "the adapter owns the directory alone"
+        );
+        let cli = parse(&[&from[..], &dir[..], &["--registry-password", "hunter2"]].concat())
+            .expect("valid flags");
+        let config = &cli.clamav.signatures;
+        assert_eq!(config.signatures_interval, Duration::from_secs(3600));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn engine_key_fails_closed_until_a_set_is_loaded() {
+        let cli = parse(&[
+            "--signatures-from",
+            "127.0.0.1:5000/mirror/clamav:db",
+            "--signatures-dir",
+            "/nonexistent",
+        ])
+        .expect("valid flags");
+        let clamd = Clamd::new(
+            "tcp://127.0.0.1:1".parse().expect("address"),
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let signatures = Signatures::new(&cli.clamav.signatures, clamd).expect("configured");
+        assert!(signatures.engine_key().is_err());
+        assert!(signatures.not_ready().is_some());
+        signatures.state().current = Some(Installed {
+            digest: "sha256:0123456789abcdef".into(),
+            version: None,
+            created: Some("2020-01-01T00:00:00Z".into()),
+            installed_at: "2020-01-01T00:00:00Z".into(),
+            files: vec![],
+        });
+        assert_eq!(signatures.engine_key().unwrap(), "sig.0123456789ab");
+        signatures.state().updating = Some("x".into());
+        assert_eq!(
+            signatures.engine_key().unwrap(),
+            "sig.0123456789ab.updating.x"
+        );
+        assert!(signatures.not_ready().is_none(), "no --max-signature-age");
+    }
 }
