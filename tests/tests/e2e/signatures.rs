@@ -197,17 +197,13 @@ async fn signature_updates_from_a_registry_without_restart() {
     let reference = signatures.image_ref("mirror/clamav", "db");
 
     let v1 = push_signatures(&reference, &[eicar_hdb()]);
-    let plugin = start_plugin(
-        &clamd,
-        &reference,
-        &[
-            "--signatures-interval",
-            "1s",
-            "--signatures-reload-timeout",
-            "8s",
-        ],
-    )
-    .await;
+    let flags = [
+        "--signatures-interval",
+        "1s",
+        "--signatures-reload-timeout",
+        "8s",
+    ];
+    let plugin = start_plugin(&clamd, &reference, &flags).await;
     // The plugin owns the directory: the testkit's own files are gone, the probe is there.
     assert_eq!(db_files(&db), ["eicar.hdb", "sidescan-probe.ndb"]);
     assert_eq!(
@@ -309,6 +305,18 @@ async fn signature_updates_from_a_registry_without_restart() {
     assert_eq!(detections(&images, &plugin, "app").await, want);
     assert_eq!(plugin.health().await, ServingStatus::Serving);
     assert!(plugin.logs().contains("keeping the current signatures"));
+
+    // A restart while the registry is down serves the installed set at once (the state file,
+    // confirmed by the probe), with the same engine version.
+    drop(plugin);
+    let plugin = start_plugin(&clamd, &reference, &flags).await;
+    assert_eq!(
+        property(&plugin, "clamav.signatures.digest")
+            .await
+            .as_deref(),
+        Some(v2.as_str())
+    );
+    assert_eq!(detections(&images, &plugin, "app").await, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
