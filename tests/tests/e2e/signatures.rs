@@ -286,6 +286,13 @@ async fn signature_updates_from_a_registry_without_restart() {
         &[eicar_hdb(), ("broken.ndb", "not a signature\n".into())],
     );
     await_error(&plugin, "did not load").await;
+    // The refused artifact stays named while the tag points at it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let error = property(&plugin, "clamav.signatures.last_error").await;
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("did not load")),
+        "{error:?}"
+    );
     assert_eq!(
         db_files(&db),
         ["custom.ndb", "eicar.hdb", "sidescan-probe.ndb"]

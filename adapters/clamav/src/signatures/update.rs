@@ -71,9 +71,7 @@ impl Signatures {
             self.adopt().await;
         }
         match self.update().await {
-            Ok(None) => {
-                self.state().last_error = None;
-            }
+            Ok(None) => {}
             Ok(Some(installed)) => {
                 tracing::info!(digest = %installed.digest, version = ?installed.version,
                     files = installed.files.len(), "clamd serves the new signatures");
@@ -150,10 +148,12 @@ impl Signatures {
         {
             let mut state = self.state();
             state.last_check = Some(SystemTime::now());
-            let current = state.current.as_ref().map(|c| c.digest.as_str());
-            if current == Some(manifest.digest.as_str())
-                || state.refused.as_deref() == Some(manifest.digest.as_str())
-            {
+            if state.current.as_ref().map(|c| c.digest.as_str()) == Some(manifest.digest.as_str()) {
+                state.last_error = None;
+                return Ok(None);
+            }
+            if state.refused.as_deref() == Some(manifest.digest.as_str()) {
+                // Refused before: its error stays on show until the tag moves.
                 return Ok(None);
             }
         }
