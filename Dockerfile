@@ -31,11 +31,11 @@ RUN --mount=type=cache,id=sidescan-cargo-registry,target=/usr/local/cargo/regist
     --mount=type=cache,id=sidescan-target,sharing=locked,target=/src/target \
     cargo build --release --locked \
         -p sidescan-clamav -p sidescan-trivy -p sidescan-cli -p sidescan-conformance \
-        -p sidescan-harbor \
+        -p sidescan-harbor -p sidescan-watch \
  && install -D -m 0755 -t /out \
         target/release/sidescan target/release/sidescan-clamav \
         target/release/sidescan-trivy target/release/sidescan-conformance \
-        target/release/sidescan-harbor
+        target/release/sidescan-harbor target/release/sidescan-watch
 
 # ---------------------------------------------------------------------------------------------
 # What every image shares: CA certificates (for https registries), an unprivileged user, the
@@ -92,6 +92,23 @@ COPY --from=build /out/sidescan-conformance /usr/local/bin/sidescan-conformance
 USER 65532:65532
 ENTRYPOINT ["sidescan-conformance"]
 CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------
+# Scan on push: registry events in on 8090 (POST /events, GET /healthz, /metrics), every
+# SIDESCAN_WATCH_PLUGINS plugin scans, reports attached to the image as OCI referrers. It keeps
+# no state of its own (the registry is the state), so it needs no volume.
+#   docker run sidescan-watch --registry http://registry:5000 --plugin http://clamav:50051
+FROM runtime AS watch
+LABEL org.opencontainers.image.title="sidescan-watch" \
+      org.opencontainers.image.description="Scans every pushed image with sidescan plugins and attaches the reports to it in the registry"
+COPY --from=build /out/sidescan-watch /usr/local/bin/sidescan-watch
+ENV SIDESCAN_WATCH_LISTEN=0.0.0.0:8090
+EXPOSE 8090
+# The watcher's own readiness (registry and plugins answer), through its HTTP endpoint.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
+    CMD ["sidescan-watch", "--check-health", "http://127.0.0.1:8090"]
+USER 65532:65532
+ENTRYPOINT ["sidescan-watch"]
 
 # ---------------------------------------------------------------------------------------------
 # The Trivy adapter with the Trivy CLI. The vulnerability DB lives in /var/lib/trivy/db: mount a

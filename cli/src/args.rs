@@ -10,13 +10,15 @@ pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  done: no finding at or above --fail-on and the report complete (or --allow-incomplete),
      or no --fail-on; health: SERVING
-  1  scan: findings at or above --fail-on, or with --fail-on an incomplete report (notices:
-     something not scanned or left out) without --allow-incomplete
-  2  error: bad flags, plugin config or connection failure, any non-OK RPC status
+  1  scan, report: findings at or above --fail-on, or with --fail-on an incomplete report
+     (notices: something not scanned or left out) without --allow-incomplete; report: with
+     --fail-on, also an image without any report
+  2  error: bad flags, plugin config, connection or registry failure, any non-OK RPC status
      (printed as `error: <CODE>: <message>` on stderr, e.g. `error: NOT_FOUND: ...`),
      a requested report type that failed, or health not SERVING";
 
-/// Call a sidescan.v1 scanner plugin: describe it, check its health, or scan an image.
+/// Call a sidescan.v1 scanner plugin: describe it, check its health, or scan an image; or read
+/// the reports attached to an image in its registry.
 #[derive(Debug, Parser)]
 #[command(name = "sidescan", version, after_help = EXIT_CODES)]
 pub(crate) struct Cli {
@@ -90,6 +92,10 @@ pub(crate) enum Command {
     /// Scan an image and print the report.
     #[command(after_help = EXIT_CODES)]
     Scan(Box<ScanArgs>),
+    /// Print the reports attached to an image in its registry (latest per scanner), without
+    /// scanning and without a plugin.
+    #[command(after_help = EXIT_CODES)]
+    Report(Box<crate::attach::ReportArgs>),
     /// Scanner data and plugins in a registry: push, pull, inspect, install.
     Artifact(Box<crate::artifact::ArtifactArgs>),
 }
@@ -115,27 +121,10 @@ pub(crate) struct ScanArgs {
     /// --registry.
     pub image: String,
 
-    /// Registry base URL (https://HOST[:PORT] or http://HOST[:PORT]); default: the plugin
-    /// config's zot-addr option, else the host of IMAGE.
-    #[arg(long, value_name = "URL")]
-    pub registry: Option<String>,
-
-    /// Registry user name (with --password): sent as `Basic base64(user:password)`.
-    #[arg(long, env = "SIDESCAN_REGISTRY_USERNAME", hide_env_values = true)]
-    pub username: Option<String>,
-
-    /// Registry password; prefer the environment variable.
-    #[arg(long, env = "SIDESCAN_REGISTRY_PASSWORD", hide_env_values = true,
-          value_parser = secret)]
-    pub password: Option<Secret>,
-
-    /// Registry bearer token: sent as `Bearer TOKEN`.
-    #[arg(long, env = "SIDESCAN_REGISTRY_TOKEN", hide_env_values = true, value_parser = secret)]
-    pub token: Option<Secret>,
-
-    /// The registry speaks plain http.
-    #[arg(long)]
-    pub insecure: bool,
+    /// Where IMAGE lives and how to authenticate (`--registry` defaults to the plugin config's
+    /// zot-addr option, else the host of IMAGE).
+    #[command(flatten)]
+    pub registry: crate::attach::RegistryFlags,
 
     /// Platform of an image index to scan: OS/ARCH[/VARIANT], e.g. linux/arm64/v8.
     /// Default: every platform of the index.
@@ -174,6 +163,10 @@ pub(crate) struct ScanArgs {
     /// ScanImage otherwise. The result is the same either way.
     #[arg(long, value_enum, default_value_t = RpcMode::Auto)]
     pub rpc: RpcMode,
+
+    /// Attaching the report to the image (for CI).
+    #[command(flatten)]
+    pub attach: crate::attach::AttachFlags,
 }
 
 /// Output formats.

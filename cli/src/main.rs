@@ -9,8 +9,14 @@
 //!   scan IMAGE [--registry URL] [--username U --password P | --token T] [--insecure]
 //!              [--platform OS/ARCH[/VARIANT]] [--report-type MIME]... [--report-param K=V]...
 //!              [--format table|json] [--fail-on SEVERITY [--allow-incomplete]] [--output-dir DIR]
-//!              [--rpc auto|unary|stream]
+//!              [--rpc auto|unary|stream] [--attach [--attach-format sarif|spdx|cyclonedx]...]
+//! sidescan report IMAGE [--registry URL] [credentials] [--insecure] [--format table|json|sarif]
+//!                 [--scanner NAME] [--fail-on SEVERITY [--allow-incomplete]]
 //! ```
+//!
+//! - `report` needs no plugin: it reads the reports attached to IMAGE as OCI referrers
+//!   (by `sidescan-watch` or `scan --attach`), the latest per scanner. With `--fail-on`, an image
+//!   without any report exits 1: unscanned is not clean.
 //!
 //! - The plugin is `--plugin URL` (`http://host:port`, `https://host:port`, `unix:/path.sock`) or
 //!   the `"default"` `VulnScanner` of a zot-style `--plugin-config` (whose `zot-addr` option is
@@ -36,7 +42,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done: no finding at or above `--fail-on` and the report complete (or `--allow-incomplete`), or no `--fail-on`; `health`: SERVING |
-//! | 1 | `scan`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical), or with `--fail-on` an incomplete report (notices) without `--allow-incomplete` |
+//! | 1 | `scan`, `report`: findings at or above `--fail-on` (unknown < negligible < low < medium < high < critical), or with `--fail-on` an incomplete report (notices) without `--allow-incomplete`; `report --fail-on`: also no report attached |
 //! | 2 | error: bad flags (clap's usage errors too), plugin config or connection failure, any non-OK RPC status (printed as `error: <CODE>: <message>`, e.g. `error: NOT_FOUND: ...`), a requested report type that failed (`error: <CODE>: report "<mime>" failed: ...`, after the output), or `health` not SERVING |
 
 // Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.
@@ -44,6 +50,7 @@
 
 mod args;
 mod artifact;
+mod attach;
 mod incomplete;
 mod outcome;
 mod progress;
@@ -98,12 +105,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    let (url, default_registry) = match &cli.command {
-        Command::Artifact(_) => (String::new(), None), // talks to registries, not a plugin
-        _ => resolve_plugin(&cli.common)?,
+    // Every command but `report` and `artifact` talks to a plugin.
+    let plugin = match &cli.command {
+        Command::Report(_) | Command::Artifact(_) => None,
+        _ => Some(resolve_plugin(&cli.common)?),
     };
+    let (url, default_registry) = plugin.unwrap_or_default();
     match cli.command {
         Command::Artifact(args) => artifact::run(*args).await,
+        Command::Report(args) => {
+            let (text, outcome) = attach::report(&args).await?;
+            emit(&text)?;
+            Ok(outcome)
+        }
         Command::Metadata { format } => {
             let client = connect(&cli.common, &url, Some(DEFAULT_QUICK_TIMEOUT)).await?;
             let metadata = client.metadata().await?;
@@ -260,6 +274,18 @@ async fn scan(
             "{}",
             incomplete.line(args.allow_incomplete && args.fail_on.is_some())
         );
+    }
+    if args.attach.attach {
+        let metadata = client.metadata().await?;
+        let line = attach::attach(
+            &args.registry,
+            &args.attach.attach_formats,
+            &metadata,
+            client.url(),
+            &response,
+        )
+        .await?;
+        eprintln!("{line}");
     }
     Ok(scan_outcome(
         &response,

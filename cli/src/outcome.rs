@@ -58,6 +58,9 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The registry refused or failed a request (`sidescan report`, `scan --attach`).
+    #[error("registry: {0}")]
+    Registry(String),
     /// Rendering output failed.
     #[error("cannot render output: {0}")]
     Render(String),

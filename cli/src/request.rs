@@ -72,24 +72,25 @@ pub(crate) fn build_scan_request(
         return Err("IMAGE must not be empty".to_string());
     }
     let authorization = authorization(
-        args.username.as_deref(),
-        args.password.as_ref(),
-        args.token.as_ref(),
+        args.registry.username.as_deref(),
+        args.registry.password.as_ref(),
+        args.registry.token.as_ref(),
     )?;
     let url = args
+        .registry
         .registry
         .as_deref()
         .or(default_registry)
         .map(str::trim)
         .unwrap_or_default()
         .to_string();
-    let registry = if url.is_empty() && authorization.is_none() && !args.insecure {
+    let registry = if url.is_empty() && authorization.is_none() && !args.registry.insecure {
         None
     } else {
         Some(Registry {
             url,
             authorization: authorization.map(|a| a.0).unwrap_or_default(),
-            insecure: args.insecure,
+            insecure: args.registry.insecure,
         })
     };
     if !args.report_params.is_empty() && args.report_types.is_empty() {

@@ -59,10 +59,12 @@ pub fn is_image_config(media_type: &str) -> bool {
 
 /// Why a manifest or index is not an image to scan, or `None` when it is one.
 ///
-/// An image manifest has an image config, no `artifactType`, and only image layers (at least
-/// one). An index is an image index when it has no `artifactType` and no `subject`, and its
-/// entries are manifests without an `artifactType`. Everything else (signatures, SBOMs,
-/// reports, Helm charts, referrers-tag indexes) is an artifact.
+/// An image manifest has no `artifactType` and at least one layer a runtime would unpack
+/// (whatever its config type, as the SDK scans such manifests; layers of unknown types in it
+/// are the plugin's to report as notices). An index is an image index when it has no
+/// `artifactType` and no `subject`, and its entries are manifests without an `artifactType`.
+/// Everything else (signatures, SBOMs, reports, Helm charts, referrers-tag indexes) is an
+/// artifact.
 pub fn not_an_image(media_type: &str, json: &serde_json::Value) -> Option<String> {
     let media_type = if media_type.is_empty() {
         json["mediaType"].as_str().unwrap_or_default()
@@ -94,19 +96,14 @@ pub fn not_an_image(media_type: &str, json: &serde_json::Value) -> Option<String
         }
         return None;
     }
-    let config = json["config"]["mediaType"].as_str().unwrap_or_default();
-    if !is_image_config(config) {
-        return Some(format!("config of type {config:?}"));
-    }
     let layers = json["layers"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if layers.is_empty() {
-        return Some("no layers".into());
-    }
-    for layer in layers {
-        let m = layer["mediaType"].as_str().unwrap_or_default();
-        if !is_image_layer(m) {
-            return Some(format!("layer of type {m:?}"));
-        }
+    let image_layers = layers
+        .iter()
+        .filter(|l| is_image_layer(l["mediaType"].as_str().unwrap_or_default()))
+        .count();
+    if image_layers == 0 {
+        let config = json["config"]["mediaType"].as_str().unwrap_or_default();
+        return Some(format!("no image layer (config {config:?})"));
     }
     None
 }
@@ -127,6 +124,14 @@ mod tests {
         let cosign = json!({"config": {"mediaType": OCI_CONFIG},
             "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json"}]});
         assert!(not_an_image(OCI_MANIFEST, &cosign).is_some());
+        let mixed = json!({"config": {"mediaType": OCI_CONFIG}, "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"},
+            {"mediaType": "application/vnd.example.unknown"}]});
+        assert_eq!(
+            not_an_image(OCI_MANIFEST, &mixed),
+            None,
+            "scanned; the plugin notes the odd layer"
+        );
         let helm = json!({"config": {"mediaType": "application/vnd.cncf.helm.config.v1+json"},
             "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip"}]});
         assert!(not_an_image(OCI_MANIFEST, &helm).is_some());

@@ -213,6 +213,14 @@ impl Registry {
         move |source| Error::from_oci(&self.host, what, source)
     }
 
+    /// Whether the registry answers `GET /v2/` (200, or 401 asking for credentials) now.
+    pub async fn ping(&self) -> bool {
+        match self.http.get(format!("{}/v2/", self.url())).send().await {
+            Ok(r) => r.status().is_success() || r.status().as_u16() == 401,
+            Err(_) => false,
+        }
+    }
+
     /// The manifest or index `repo:reference` (a tag or a digest); `None` when it does not exist.
     pub async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, Error> {
         let r = self.reference(repo, reference);

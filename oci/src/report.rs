@@ -100,6 +100,50 @@ pub struct ScannerId {
     pub engine_version: String,
 }
 
+impl ScannerId {
+    /// Who answered `GetMetadata`: its scanner name and version, and its engine version: the
+    /// `sidescan.engine_version` property SDK plugins report, or for other plugins a digest of
+    /// all their properties (signature and DB versions live there), so that a change of engine
+    /// data still reads as a new engine version. `fallback_name` (the plugin's URL) names a
+    /// plugin that gives no name.
+    pub fn from_metadata(
+        metadata: &sidescan_proto::v1::GetMetadataResponse,
+        fallback_name: &str,
+    ) -> Self {
+        let scanner = metadata.scanner.clone().unwrap_or_default();
+        let engine_version = match metadata
+            .properties
+            .get(sidescan_proto::ENGINE_VERSION_PROPERTY)
+        {
+            Some(v) => v.clone(),
+            None => {
+                let sorted: BTreeMap<_, _> = metadata.properties.iter().collect();
+                format!(
+                    "properties-{:016x}",
+                    fnv1a(format!("{sorted:?}").as_bytes())
+                )
+            }
+        };
+        Self {
+            name: if scanner.name.is_empty() {
+                fallback_name.to_string()
+            } else {
+                scanner.name
+            },
+            version: scanner.version,
+            engine_version,
+        }
+    }
+}
+
+/// FNV-1a: a hash stable across processes and Rust versions (std's `DefaultHasher` is not
+/// promised to be), enough to tell two property sets apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// One document to attach.
 #[derive(Clone, Debug)]
 pub struct Attachment {
@@ -163,8 +207,8 @@ pub fn is_complete(report: &ScanReport) -> bool {
 /// The documents to attach, and each extra format that could not be made with the reason.
 pub type Attachments = (Vec<Attachment>, Vec<(Format, String)>);
 
-/// The documents to attach for `response`: the sidescan report, then each of `extra` the
-/// response can supply (SARIF always; an SBOM only when the plugin returned one in that format).
+/// The documents to attach for `response`: each of `extra` the response can supply (SARIF
+/// always; an SBOM only when the plugin returned one in that format), then the sidescan report.
 /// Returns the attachments and, for each extra format that could not be made, why.
 pub fn attachments(
     response: &ScanResponse,
@@ -175,11 +219,7 @@ pub fn attachments(
     let annotations = annotations(response, scanner, created);
     let json = sidescan_proto::json::to_string_pretty(response, "sidescan.v1.ScanResponse")
         .map_err(|e| Error::Malformed(format!("report: {e}")))?;
-    let mut out = vec![Attachment {
-        format: Format::Sidescan,
-        document: json.into_bytes(),
-        annotations: annotations.clone(),
-    }];
+    let mut out = Vec::new();
     let mut skipped = Vec::new();
     for &format in extra {
         let document = match format {
@@ -209,6 +249,13 @@ pub fn attachments(
             annotations: annotations.clone(),
         });
     }
+    // The sidescan report goes last: its presence is what "reported by this scanner and engine
+    // version" means, so it must not appear before the other documents are in place.
+    out.push(Attachment {
+        format: Format::Sidescan,
+        document: json.into_bytes(),
+        annotations,
+    });
     Ok((out, skipped))
 }
 
@@ -276,6 +323,19 @@ pub fn latest(entries: &[oci_client::manifest::ImageIndexEntry]) -> Vec<ReportIn
         }
     }
     best.into_values().collect()
+}
+
+/// `SEVERITY_HIGH` → `HIGH`; unset counts as `UNKNOWN`.
+pub fn severity_name(severity: i32) -> &'static str {
+    use sidescan_proto::v1::Severity;
+    match Severity::try_from(severity).unwrap_or(Severity::Unspecified) {
+        Severity::Critical => "CRITICAL",
+        Severity::High => "HIGH",
+        Severity::Medium => "MEDIUM",
+        Severity::Low => "LOW",
+        Severity::Negligible => "NEGLIGIBLE",
+        Severity::Unknown | Severity::Unspecified => "UNKNOWN",
+    }
 }
 
 /// Now, in RFC 3339 (UTC, seconds), as the `created` annotation wants.
@@ -375,10 +435,10 @@ mod tests {
         )
         .unwrap();
         let formats: Vec<_> = docs.iter().map(|d| d.format).collect();
-        assert_eq!(formats, [Format::Sidescan, Format::Sarif]);
+        assert_eq!(formats, [Format::Sarif, Format::Sidescan]);
         assert_eq!(skipped.len(), 1);
         let back: ScanResponse =
-            sidescan_proto::json::from_slice(&docs[0].document, "sidescan.v1.ScanResponse")
+            sidescan_proto::json::from_slice(&docs[1].document, "sidescan.v1.ScanResponse")
                 .unwrap();
         assert_eq!(back, response(false, 0));
     }

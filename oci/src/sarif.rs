@@ -14,17 +14,6 @@ use sidescan_proto::v1::{ScanReport, ScanVulnerability, Severity};
 /// The SARIF schema URI.
 pub const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
-fn severity_name(severity: i32) -> &'static str {
-    match Severity::try_from(severity).unwrap_or(Severity::Unspecified) {
-        Severity::Critical => "CRITICAL",
-        Severity::High => "HIGH",
-        Severity::Medium => "MEDIUM",
-        Severity::Low => "LOW",
-        Severity::Negligible => "NEGLIGIBLE",
-        Severity::Unknown | Severity::Unspecified => "UNKNOWN",
-    }
-}
-
 /// SARIF `level` for a severity (GitHub code scanning's mapping).
 fn level(severity: i32) -> &'static str {
     match Severity::try_from(severity).unwrap_or(Severity::Unspecified) {
@@ -93,7 +82,7 @@ pub fn render(report: &ScanReport) -> Vec<u8> {
             }
             rule
         });
-        let mut properties = json!({"severity": severity_name(f.severity)});
+        let mut properties = json!({"severity": crate::report::severity_name(f.severity)});
         for (key, value) in [
             ("package", &f.package),
             ("installedVersion", &f.installed_version),

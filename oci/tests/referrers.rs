@@ -89,6 +89,7 @@ async fn attach_list_replace_and_read_back_on_a_registry_without_the_api() {
         &[],
     )
     .unwrap();
+    assert_eq!(second.len(), 1);
     let done = referrers::attach(&client, "app", &subject.descriptor(), &second[0])
         .await
         .unwrap();

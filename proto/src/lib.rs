@@ -47,5 +47,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The API version string a plugin reports in `GetMetadataResponse.api_version`.
 pub const API_VERSION: &str = "sidescan.v1";
 
+/// The `GetMetadataResponse.properties` key under which SDK plugins report the engine version
+/// their results are keyed by (signature or DB version and scan policy). Hosts that keep
+/// results, such as `sidescan-watch`, treat a change as "rescan".
+pub const ENGINE_VERSION_PROPERTY: &str = "sidescan.engine_version";
+
 /// Fully qualified name of the Scan service, as used by health checks and reflection.
 pub const SCAN_SERVICE_NAME: &str = "sidescan.v1.Scan";

@@ -11,7 +11,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`registry`] | [`registry::Registry`]: a real `docker-registry` process (anonymous, htpasswd, bearer token with an in-process [`registry::TokenServer`]) |
-//! | [`fake_registry`] | [`fake_registry::FakeRegistry`]: in-memory read API with faults (wrong bytes, truncation, 5xx N times, stalls, dribble, 401/403/404) and request counters |
+//! | [`fake_registry`] | [`fake_registry::FakeRegistry`]: in-memory OCI 1.1 registry (pull, verified push, delete, the referrers API, switchable off) with faults (wrong bytes, truncation, 5xx N times, stalls, dribble, 401/403/404) and request counters |
 //! | [`fixtures`] | deterministic [`fixtures::Layer`]s, [`fixtures::Image`]s, [`fixtures::Index`]es and ready-made images (clean, EICAR, whiteouts, multi-arch, secret, Docker, zstd, Falco artifact, large file, EICAR in a zip) |
 //! | [`hostile`] | the hostile corpus: each [`hostile::HostileCase`] has a name, a description and the [`hostile::Expected`] outcome |
 //! | [`grpc`] | [`grpc::RawCodec`]: gRPC calls with raw protobuf bytes (unknown fields, reflection-only methods) |
@@ -50,6 +50,7 @@ pub mod grpc;
 pub mod harbor;
 pub mod hostile;
 pub mod metrics;
+pub mod nats;
 pub mod oci;
 pub mod plugin;
 pub mod process;
@@ -57,3 +58,4 @@ pub mod random;
 pub mod registry;
 mod server;
 pub mod tool;
+pub mod watch;

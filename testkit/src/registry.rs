@@ -110,6 +110,18 @@ impl Registry {
     /// registry's log) if it cannot start, or if `docker-registry` is not installed.
     /// Manifests may name foreign layers with `http(s)://` URLs.
     pub fn start(auth: Auth) -> Self {
+        Self::start_notifying(auth, None)
+    }
+
+    /// An anonymous registry that sends CNCF distribution notifications (every push and pull)
+    /// to `url`, retrying each second while `url` does not answer.
+    pub fn with_notifications(url: &str) -> Self {
+        Self::start_notifying(Auth::Anonymous, Some(url))
+    }
+
+    /// A registry with `auth` that sends notifications to `notify`, when given (see
+    /// [`Registry::with_notifications`]).
+    pub fn start_notifying(auth: Auth, notify: Option<&str>) -> Self {
         let bin = tool::docker_registry();
         let dir = tempfile::Builder::new()
             .prefix("sidescan-registry-")
@@ -144,6 +156,13 @@ impl Registry {
             }
         };
 
+        let notify_yaml = notify
+            .map(|url| {
+                format!(
+                    "notifications:\n  endpoints:\n    - name: sidescan-watch\n      url: {url}\n      timeout: 5s\n      threshold: 3\n      backoff: 1s\n"
+                )
+            })
+            .unwrap_or_default();
         let mut last_log = String::new();
         for attempt in 0..6 {
             let port = free_port();
@@ -154,7 +173,7 @@ impl Registry {
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
                  http:\n  addr: {addr}\n  secret: sidescan-test-secret\n\
                  validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n\
-                 {auth_yaml}",
+                 {auth_yaml}{notify_yaml}",
                 storage = storage.display(),
             );
             let config_path = dir.path().join("config.yml");

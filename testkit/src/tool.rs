@@ -13,6 +13,8 @@ pub const SKOPEO_HINT: &str = "apt-get install -y skopeo";
 pub const UMOCI_HINT: &str = "apt-get install -y umoci";
 /// Install hint for `htpasswd` (apache2-utils).
 pub const HTPASSWD_HINT: &str = "apt-get install -y apache2-utils";
+/// Install hint for `nats-server`.
+pub const NATS_SERVER_HINT: &str = "apt-get install -y nats-server";
 /// Install hint for `clamd` (clamav-daemon).
 pub const CLAMD_HINT: &str = "apt-get install -y clamav-daemon";
 
@@ -52,6 +54,11 @@ pub fn docker_registry() -> PathBuf {
 /// `require("skopeo", ...)` with the right hint.
 pub fn skopeo() -> PathBuf {
     require("skopeo", SKOPEO_HINT)
+}
+
+/// `require("nats-server", ...)` with the right hint.
+pub fn nats_server() -> PathBuf {
+    require("nats-server", NATS_SERVER_HINT)
 }
 
 /// `require("umoci", ...)` with the right hint.

@@ -230,6 +230,10 @@ fn deploy_env_vars_are_flags_of_the_adapters() {
         ("deploy/kubernetes/standalone/trivy.yaml", &trivy),
         ("deploy/systemd/clamav.env", &clamav),
     ];
+    let watch = help("sidescan-watch");
+    let files = files
+        .into_iter()
+        .chain([("deploy/kubernetes/standalone/watch.yaml", &watch)]);
     for (file, help) in files {
         let text = read(file);
         for (i, _) in text.match_indices("SIDESCAN_") {
@@ -679,7 +683,15 @@ fn every_container_is_hardened_and_sized_and_adapters_have_grpc_probes() {
                     "{}: pin the image",
                     at(c)
                 );
-                if image.starts_with("sidescan-") {
+                if image.starts_with("sidescan-watch") {
+                    // An HTTP service: readiness is its /healthz.
+                    assert_eq!(
+                        c["readinessProbe"]["httpGet"]["path"].as_str(),
+                        Some("/healthz"),
+                        "{}",
+                        at(c)
+                    );
+                } else if image.starts_with("sidescan-") {
                     let grpc_port = list(&c["ports"])
                         .iter()
                         .find(|p| p["name"].as_str() == Some("grpc"))
@@ -980,4 +992,38 @@ async fn the_deployed_clamd_and_adapter_scan_files_of_every_size() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The registry configurations of deploy/ send their events where the watcher listens.
+#[test]
+fn registry_event_configs_point_at_the_watcher() {
+    let k8s = yaml_docs("deploy/kubernetes/standalone/watch.yaml");
+    let service = resource(&k8s, "Service", "sidescan-watch");
+    let port = list(&service["spec"]["ports"])[0]["port"].as_i64().unwrap();
+    let deployment = resource(&k8s, "Deployment", "sidescan-watch");
+    let watch = container(&deployment["spec"]["template"]["spec"], "sidescan-watch");
+    assert_eq!(port_of(env(watch, "SIDESCAN_WATCH_LISTEN")), port);
+    let events_url = format!("http://sidescan-watch:{port}/events");
+
+    let distribution = yaml_docs("deploy/distribution/config.yml");
+    let endpoint = &list(&distribution[0]["notifications"]["endpoints"])[0];
+    assert_eq!(endpoint["url"].as_str(), Some(events_url.as_str()));
+    assert_eq!(
+        distribution[0]["storage"]["delete"]["enabled"].as_bool(),
+        Some(true)
+    );
+
+    let zot_http: serde_json::Value =
+        serde_json::from_str(&read("deploy/zot/config-events-http.json")).unwrap();
+    let sink = &zot_http["extensions"]["events"]["sinks"][0];
+    assert_eq!(sink["type"], "http");
+    assert_eq!(sink["address"], events_url.as_str());
+    let zot_nats: serde_json::Value =
+        serde_json::from_str(&read("deploy/zot/config-events-nats.json")).unwrap();
+    let sink = &zot_nats["extensions"]["events"]["sinks"][0];
+    assert_eq!(sink["type"], "nats");
+    // The watcher subscribes to --nats-subject, whose default is the sink's channel here.
+    let help = help("sidescan-watch");
+    let subject = sink["channel"].as_str().unwrap();
+    assert!(help.contains(&format!("[default: {subject}]")), "{help}");
 }

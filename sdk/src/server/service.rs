@@ -443,9 +443,17 @@ impl pb::scan_server::Scan for ScanGrpc {
         &self,
         _request: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::GetMetadataResponse>, Status> {
-        let properties = tokio::time::timeout(Duration::from_secs(5), self.0.scanner.properties())
-            .await
-            .unwrap_or_default();
+        let mut properties =
+            tokio::time::timeout(Duration::from_secs(5), self.0.scanner.properties())
+                .await
+                .unwrap_or_default();
+        // The engine version results are keyed by, for hosts that keep results (sidescan-watch
+        // rescans when it changes); absent while the engine is not ready.
+        if let Ok(Ok(engine)) =
+            tokio::time::timeout(Duration::from_secs(5), self.0.scanner.engine_version()).await
+        {
+            properties.insert(sidescan_proto::ENGINE_VERSION_PROPERTY.to_string(), engine);
+        }
         Ok(Response::new(self.0.metadata(properties)))
     }
 

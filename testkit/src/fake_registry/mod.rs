@@ -1,14 +1,36 @@
-//! A fault-injecting fake registry: the OCI distribution *read* API served from memory
-//! on 127.0.0.1:0, with switches for what a real registry will not do (wrong bytes,
-//! truncated bodies, 5xx N times, stalls, slow dribbles, 401/403/404, endless bodies,
-//! redirects, token challenges) and per-path request counters (to assert "one download per
-//! blob" and retries). Stops on drop.
+//! A fault-injecting fake registry: the OCI distribution API (distribution-spec v1.1: pull,
+//! push, delete, the referrers API) served from memory on 127.0.0.1:0, with switches for what
+//! a real registry will not do (wrong bytes, truncated bodies, 5xx N times, stalls, slow
+//! dribbles, 401/403/404, endless bodies, redirects, token challenges) and per-path request
+//! counters (to assert "one download per blob" and retries). Stops on drop.
 //!
-//! Served: `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag-or-digest>`,
+//! Pull: `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag-or-digest>` (with an `ETag`),
 //! `GET|HEAD /v2/<name>/blobs/<digest>` (with `Range: bytes=N-[M]`), and
-//! `GET /v2/<name>/tags/list`. Content is served under whatever digest it was added
-//! with: the fake never verifies, so lying digests from [`crate::hostile`] come through.
+//! `GET /v2/<name>/tags/list`. Content added with [`FakeRegistry::add`] and friends is served
+//! under whatever digest it was added with: the fake never verifies it, so lying digests from
+//! [`crate::hostile`] come through.
+//!
+//! Push (verified, as a registry does): blob uploads (`POST /v2/<name>/blobs/uploads/` then a
+//! monolithic `PUT <location>?digest=`, a single `POST ...?digest=`, chunked `PATCH`es with
+//! `Content-Range` then the closing `PUT`, `GET`/`DELETE` of an upload, cross-repository
+//! `?mount=&from=`), each checked against its digest (`400 DIGEST_INVALID`);
+//! `PUT /v2/<name>/manifests/<tag-or-digest>` (bytes stored exactly; `Content-Type` must match
+//! the `mediaType` field; the referenced blobs or manifests must exist; `If-Match` honoured,
+//! `412` on mismatch; `OCI-Subject` in the answer when the manifest has a `subject` and the
+//! referrers API is on); `DELETE /v2/<name>/manifests/<tag-or-digest>` (a digest takes its
+//! tags with it; `405` when deletes are off).
+//!
+//! Referrers API (on unless [`FakeRegistryBuilder::referrers_api`] turns it off):
+//! `GET /v2/<name>/referrers/<digest>[?artifactType=]`, an image index of every stored manifest
+//! whose `subject` is `<digest>` (no pagination). Off, the path answers the plain-text 404 of a
+//! registry without the API (Debian's docker-registry 2.8), and pushes get no `OCI-Subject`,
+//! so clients use the referrers tag schema.
+//!
+//! Faults apply to every route, writes included; a write answered by a fault changes nothing.
+//! [`Match::Method`] narrows a rule to one HTTP method (e.g. a `412` on the `PUT` of a tag only).
 
+mod push;
+mod referrers;
 mod serve;
 
 use crate::oci::{Artifact, Blob};
@@ -17,6 +39,7 @@ use crate::server::{BoxFut, HttpServer};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,15 +54,21 @@ pub enum Match {
     Digest(String),
     /// Requests whose path contains this substring (e.g. `/manifests/`).
     PathContains(String),
+    /// Requests with this HTTP method (e.g. `PUT`, case-insensitive) that the inner rule
+    /// matches.
+    Method(String, Box<Match>),
 }
 
 impl Match {
-    fn matches(&self, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str) -> bool {
         match self {
             Match::Any => true,
             Match::Path(p) => path == p,
             Match::Digest(d) => path.ends_with(&format!("/{d}")),
             Match::PathContains(s) => path.contains(s.as_str()),
+            Match::Method(m, inner) => {
+                m.eq_ignore_ascii_case(method) && inner.matches(method, path)
+            }
         }
     }
 }
@@ -121,6 +150,10 @@ pub struct RequestRecord {
     pub range: Option<String>,
     /// `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The query string (without `?`), if any.
+    pub query: Option<String>,
+    /// `If-Match` header, if any.
+    pub if_match: Option<String>,
 }
 
 #[derive(Default, Debug)]
@@ -129,13 +162,78 @@ struct Repo {
     blobs: HashMap<String, Blob>,
 }
 
+/// A blob upload session in progress.
+#[derive(Debug)]
+struct Upload {
+    repo: String,
+    data: Vec<u8>,
+}
+
 #[derive(Default, Debug)]
 struct State {
     repos: Mutex<HashMap<String, Repo>>,
+    uploads: Mutex<HashMap<String, Upload>>,
+    upload_seq: AtomicU64,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<RequestRecord>>,
     required_auth: Mutex<Option<String>>,
-    flood_sent: Arc<std::sync::atomic::AtomicU64>,
+    flood_sent: Arc<AtomicU64>,
+    no_referrers_api: AtomicBool,
+    no_deletes: AtomicBool,
+}
+
+/// Options of a [`FakeRegistry`] before it starts: [`FakeRegistry::builder`].
+#[derive(Clone, Debug)]
+pub struct FakeRegistryBuilder {
+    referrers_api: bool,
+    deletes: bool,
+}
+
+impl Default for FakeRegistryBuilder {
+    fn default() -> Self {
+        Self {
+            referrers_api: true,
+            deletes: true,
+        }
+    }
+}
+
+impl FakeRegistryBuilder {
+    /// Whether the registry has the referrers API (default on). Off, it behaves as a
+    /// distribution-spec 1.0 registry: `/referrers/` is a plain 404 and manifest pushes get no
+    /// `OCI-Subject`.
+    pub fn referrers_api(mut self, on: bool) -> Self {
+        self.referrers_api = on;
+        self
+    }
+
+    /// Whether `DELETE` of manifests is allowed (default on). Off, it answers `405
+    /// UNSUPPORTED`, as registries with deletes disabled do.
+    pub fn deletes(mut self, on: bool) -> Self {
+        self.deletes = on;
+        self
+    }
+
+    /// Starts the registry on 127.0.0.1:0.
+    pub fn start(self) -> FakeRegistry {
+        self.start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0")
+    }
+
+    /// Starts the registry on `addr`; errors when the address cannot be bound.
+    pub fn start_on(self, addr: SocketAddr) -> std::io::Result<FakeRegistry> {
+        let state = Arc::new(State::default());
+        state
+            .no_referrers_api
+            .store(!self.referrers_api, Ordering::Relaxed);
+        state.no_deletes.store(!self.deletes, Ordering::Relaxed);
+        let st = state.clone();
+        let server = HttpServer::start_on("fake-registry", addr, move |req| -> BoxFut {
+            let st = st.clone();
+            Box::pin(async move { serve::handle(st, req).await })
+        })?;
+        Ok(FakeRegistry { server, state })
+    }
 }
 
 /// The fault-injecting fake registry. Cheap to start (no process); stops on drop.
@@ -159,21 +257,31 @@ impl Default for FakeRegistry {
 }
 
 impl FakeRegistry {
-    /// Starts an empty fake registry on 127.0.0.1:0.
+    /// Starts an empty fake registry on 127.0.0.1:0, with the referrers API and deletes.
     pub fn start() -> Self {
-        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0")
+        Self::builder().start()
     }
 
     /// Starts an empty fake registry on `addr` (e.g. `127.0.0.1:5000`); errors when the
     /// address cannot be bound.
     pub fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
-        let state = Arc::new(State::default());
-        let st = state.clone();
-        let server = HttpServer::start_on("fake-registry", addr, move |req| -> BoxFut {
-            let st = st.clone();
-            Box::pin(async move { serve::handle(st, req).await })
-        })?;
-        Ok(Self { server, state })
+        Self::builder().start_on(addr)
+    }
+
+    /// Options before starting (e.g. `FakeRegistry::builder().referrers_api(false).start()`).
+    pub fn builder() -> FakeRegistryBuilder {
+        FakeRegistryBuilder::default()
+    }
+
+    /// Turns the referrers API on or off from now on (a registry upgraded, or downgraded,
+    /// under its clients).
+    pub fn set_referrers_api(&self, on: bool) {
+        self.state.no_referrers_api.store(!on, Ordering::Relaxed);
+    }
+
+    /// Whether the referrers API is on.
+    pub fn referrers_api(&self) -> bool {
+        !self.state.no_referrers_api.load(Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -228,6 +336,52 @@ impl FakeRegistry {
             .or_default()
             .manifests
             .insert(reference.to_owned(), manifest);
+    }
+
+    /// The manifest stored under `reference` (tag or digest) in `repo`, as served.
+    pub fn manifest(&self, repo: &str, reference: &str) -> Option<Blob> {
+        let repos = self.state.repos.lock().expect("lock");
+        repos.get(repo)?.manifests.get(reference).cloned()
+    }
+
+    /// The blob `digest` of `repo`, as served.
+    pub fn blob(&self, repo: &str, digest: &str) -> Option<Blob> {
+        let repos = self.state.repos.lock().expect("lock");
+        repos.get(repo)?.blobs.get(digest).cloned()
+    }
+
+    /// The tags of `repo`, sorted (empty when it does not exist).
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let repos = self.state.repos.lock().expect("lock");
+        let mut tags: Vec<String> = repos
+            .get(repo)
+            .map(|r| {
+                r.manifests
+                    .keys()
+                    .filter(|k| !k.contains(':'))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    /// Blob uploads started and neither finished nor cancelled.
+    pub fn open_uploads(&self) -> usize {
+        self.state.uploads.lock().expect("lock").len()
+    }
+
+    /// Requests with `method` (e.g. `PUT`) for exactly `path`.
+    pub fn requests_with(&self, method: &str, path: &str) -> Vec<RequestRecord> {
+        self.state
+            .log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Removes a blob (later GETs answer 404).
@@ -321,9 +475,7 @@ impl FakeRegistry {
     /// Filler bytes [`Fault::Flood`] bodies produced so far (at most what the client read plus
     /// socket buffers).
     pub fn flood_bytes_sent(&self) -> u64 {
-        self.state
-            .flood_sent
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.state.flood_sent.load(Ordering::Relaxed)
     }
 
     /// Forgets the request log (faults stay).
@@ -331,3 +483,6 @@ impl FakeRegistry {
         self.state.log.lock().expect("lock").clear();
     }
 }
+
+#[cfg(test)]
+mod tests;

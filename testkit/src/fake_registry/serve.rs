@@ -1,7 +1,9 @@
-//! How the fake registry answers one request: the read API routed over its in-memory
-//! repositories, then the injected fault applied to the answer.
+//! How the fake registry answers one request: the request routed over its in-memory
+//! repositories (reads here, writes in [`super::push`], the referrers API in
+//! [`super::referrers`]), then the injected fault applied to the answer.
 
-use super::{Fault, RequestRecord, State};
+use super::{Fault, RequestRecord, State, push, referrers};
+use crate::oci::Blob;
 use crate::server::{Body, full};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, StreamBody};
@@ -9,14 +11,106 @@ use hyper::Response;
 use hyper::body::Frame;
 use std::sync::Arc;
 use std::time::Duration;
-struct Prepared {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Bytes,
-    head: bool,
+
+/// An answer before faults are applied to it.
+pub(super) struct Prepared {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) body: Bytes,
+    pub(super) head: bool,
 }
 
-fn oci_error(status: u16, code: &str, message: &str) -> Prepared {
+impl Prepared {
+    /// `status` with these headers and no body.
+    pub(super) fn empty(status: u16, headers: Vec<(&'static str, String)>) -> Self {
+        Self {
+            status,
+            headers,
+            body: Bytes::new(),
+            head: false,
+        }
+    }
+
+    /// `status` with a body of `content_type`.
+    pub(super) fn with_body(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            body: body.into(),
+            head: false,
+        }
+    }
+}
+
+/// The request as the routes see it: method, path, decoded query, headers and the whole body.
+pub(super) struct Req {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) query: Vec<(String, String)>,
+    pub(super) headers: hyper::HeaderMap,
+    pub(super) body: Bytes,
+}
+
+impl Req {
+    /// A header as text.
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first value of query parameter `key`.
+    pub(super) fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of query parameter `key`.
+    pub(super) fn params<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.query
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding as Go's `url.ParseQuery` does it (what
+/// distribution and zot use): `+` is a space, `%XX` a byte.
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+pub(super) fn oci_error(status: u16, code: &str, message: &str) -> Prepared {
     let body = serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string();
     let mut headers = vec![("content-type", "application/json".to_owned())];
     if status == 401 {
@@ -40,22 +134,47 @@ fn status_code_name(status: u16) -> &'static str {
     }
 }
 
-fn route(state: &State, method: &str, path: &str, range: Option<&str>) -> Prepared {
+/// The `ETag` of a stored manifest: its digest, quoted.
+pub(super) fn etag(manifest: &Blob) -> String {
+    format!("\"{}\"", manifest.digest)
+}
+
+fn route(state: &State, req: &Req) -> Prepared {
+    let (method, path) = (req.method.as_str(), req.path.as_str());
     let head = method == "HEAD";
-    if method != "GET" && !head {
-        return oci_error(405, "UNSUPPORTED", "fake registry is read-only");
-    }
+    let read = method == "GET" || head;
     if path == "/v2/" || path == "/v2" {
+        if !read {
+            return oci_error(405, "UNSUPPORTED", "method not allowed");
+        }
         return Prepared {
-            status: 200,
-            headers: vec![("content-type", "application/json".to_owned())],
-            body: Bytes::from_static(b"{}"),
             head,
+            ..Prepared::with_body(200, "application/json", Bytes::from_static(b"{}"))
         };
     }
     let Some(rest) = path.strip_prefix("/v2/") else {
         return oci_error(404, "NOT_FOUND", "not a /v2/ path");
     };
+    if let Some((name, tail)) = rest.split_once("/blobs/uploads")
+        && (tail.is_empty() || tail.starts_with('/'))
+    {
+        let id = tail.trim_start_matches('/');
+        return push::upload(state, req, name, (!id.is_empty()).then_some(id));
+    }
+    if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+        return referrers::list(state, req, name, digest);
+    }
+    if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+        match method {
+            "PUT" => return push::put_manifest(state, req, name, reference),
+            "DELETE" => return push::delete_manifest(state, name, reference),
+            _ if !read => return oci_error(405, "UNSUPPORTED", "method not allowed"),
+            _ => {}
+        }
+    } else if !read {
+        return oci_error(405, "UNSUPPORTED", "method not allowed");
+    }
+    let range = req.header("range");
     let repos = state.repos.lock().expect("lock");
     if let Some(name) = rest.strip_suffix("/tags/list") {
         let Some(repo) = repos.get(name) else {
@@ -65,10 +184,8 @@ fn route(state: &State, method: &str, path: &str, range: Option<&str>) -> Prepar
         tags.sort();
         let body = serde_json::json!({"name": name, "tags": tags}).to_string();
         return Prepared {
-            status: 200,
-            headers: vec![("content-type", "application/json".to_owned())],
-            body: body.into(),
             head,
+            ..Prepared::with_body(200, "application/json", body)
         };
     }
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
@@ -80,6 +197,7 @@ fn route(state: &State, method: &str, path: &str, range: Option<&str>) -> Prepar
             headers: vec![
                 ("content-type", m.media_type.clone()),
                 ("docker-content-digest", m.digest.clone()),
+                ("etag", etag(m)),
             ],
             body: m.data.clone(),
             head,
@@ -126,11 +244,11 @@ fn parse_range(h: &str, len: usize) -> Option<(usize, usize)> {
     (start <= end && start < len).then_some((start, end))
 }
 
-fn take_fault(state: &State, path: &str) -> Option<Fault> {
+fn take_fault(state: &State, method: &str, path: &str) -> Option<Fault> {
     let mut rules = state.rules.lock().expect("lock");
     let idx = rules
         .iter()
-        .position(|r| r.matcher.matches(path) && r.remaining != Some(0))?;
+        .position(|r| r.matcher.matches(method, path) && r.remaining != Some(0))?;
     let rule = &mut rules[idx];
     if let Some(n) = rule.remaining.as_mut() {
         *n -= 1;
@@ -231,23 +349,32 @@ pub(super) async fn handle(
     state: Arc<State>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let header = |n: &str| {
-        req.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let (parts, body) = req.into_parts();
+    // The whole body first (uploads and manifests are small here), also when a fault answers:
+    // a client still sending would otherwise see the connection close instead of the answer.
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
     };
-    let range = header("range");
+    let req = Req {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parse_query(parts.uri.query().unwrap_or_default()),
+        headers: parts.headers,
+        body,
+    };
+    let header = |n: &str| req.header(n).map(str::to_owned);
     let authorization = header("authorization");
     state.log.lock().expect("lock").push(RequestRecord {
-        method: method.clone(),
-        path: path.clone(),
-        range: range.clone(),
+        method: req.method.clone(),
+        path: req.path.clone(),
+        range: header("range"),
         authorization: authorization.clone(),
+        query: parts.uri.query().map(str::to_owned),
+        if_match: header("if-match"),
     });
-    let fault = take_fault(&state, &path);
+    let method = req.method.as_str();
+    let fault = take_fault(&state, method, &req.path);
     if let Some(response) = special_response(&state, fault.as_ref()) {
         return response;
     }
@@ -260,10 +387,10 @@ pub(super) async fn handle(
         (Some(Fault::Status(s)), _) => {
             oci_error(*s, status_code_name(*s), "fault injected by fake registry")
         }
-        (_, Some(req)) if authorization.as_deref() != Some(req.as_str()) => {
+        (_, Some(required)) if authorization.as_deref() != Some(required.as_str()) => {
             oci_error(401, "UNAUTHORIZED", "authentication required")
         }
-        _ => route(&state, &method, &path, range.as_deref()),
+        _ => route(&state, &req),
     };
     p.head |= method == "HEAD";
     let full_len = p.body.len();

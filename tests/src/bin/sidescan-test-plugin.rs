@@ -28,6 +28,9 @@ struct Cli {
     /// Scan whole images (an unpacked rootfs) instead of layer by layer.
     #[arg(long)]
     whole_image: bool,
+    /// The engine version to report (a new one stands for new signatures).
+    #[arg(long, default_value = "test-engine-1")]
+    engine_version: String,
     #[command(flatten)]
     server: sidescan_sdk::ServerConfig,
 }
@@ -36,6 +39,7 @@ struct TestScanner {
     ready_file: Option<PathBuf>,
     layer_delay: Duration,
     whole_image: bool,
+    engine_version: String,
 }
 
 /// A finding for the file at `path` when `content` carries the marker.
@@ -106,7 +110,7 @@ impl Scanner for TestScanner {
     }
 
     async fn engine_version(&self) -> Result<String, Error> {
-        Ok("test-engine-1".into())
+        Ok(self.engine_version.clone())
     }
 
     async fn scan_layer(
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
             ready_file: cli.ready_file,
             layer_delay: cli.layer_delay,
             whole_image: cli.whole_image,
+            engine_version: cli.engine_version,
         },
         cli.server,
     )
