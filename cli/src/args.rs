@@ -96,6 +96,8 @@ pub(crate) enum Command {
     /// scanning and without a plugin.
     #[command(after_help = EXIT_CODES)]
     Report(Box<crate::attach::ReportArgs>),
+    /// Scanner data and plugins in a registry: push, pull, inspect, install.
+    Artifact(Box<crate::artifact::ArtifactArgs>),
 }
 
 /// A string that is never printed (passwords, tokens).

@@ -49,6 +49,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod artifact;
 mod attach;
 mod incomplete;
 mod outcome;
@@ -104,13 +105,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    // Every command but `report` talks to a plugin.
+    // Every command but `report` and `artifact` talks to a plugin.
     let plugin = match &cli.command {
-        Command::Report(_) => None,
+        Command::Report(_) | Command::Artifact(_) => None,
         _ => Some(resolve_plugin(&cli.common)?),
     };
     let (url, default_registry) = plugin.unwrap_or_default();
     match cli.command {
+        Command::Artifact(args) => artifact::run(*args).await,
         Command::Report(args) => {
             let (text, outcome) = attach::report(&args).await?;
             emit(&text)?;

@@ -7,6 +7,7 @@
 //! artifact format ([`report`]) with its SARIF rendering ([`sarif`]), and media types
 //! ([`media`]). Errors are named by cause ([`Error`]).
 
+pub mod artifact;
 pub mod credentials;
 mod error;
 pub mod media;

@@ -23,6 +23,8 @@ use crate::Error;
 use crate::credentials::Credentials;
 use crate::media;
 
+mod blob;
+
 /// Largest manifest or index read.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
@@ -283,37 +285,7 @@ impl Registry {
 
     /// Reads blob `digest` of `repo`, at most `max` bytes, and verifies its digest.
     pub async fn blob(&self, repo: &str, digest: &str, max: u64) -> Result<Vec<u8>, Error> {
-        let response = self
-            .raw(
-                RegistryOperation::Pull,
-                repo,
-                reqwest::Method::GET,
-                &format!("/v2/{repo}/blobs/{digest}"),
-            )
-            .await?;
-        // Blob GETs redirect to storage on many registries: follow one hop, without credentials.
-        let response = if response.status().is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| Error::Malformed("blob redirect without Location".into()))?
-                .to_string();
-            self.http
-                .get(&location)
-                .send()
-                .await
-                .map_err(|e| Error::Http(format!("GET blob {repo}@{digest}: {e}")))?
-        } else {
-            response
-        };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(Error::Status {
-                what: format!("GET blob {repo}@{digest}"),
-                status: status.as_u16(),
-            });
-        }
+        let response = self.blob_response(repo, digest).await?;
         let body = read_capped(response, max, &format!("blob {digest}")).await?;
         let actual = sha256_digest(&body);
         if actual != digest {

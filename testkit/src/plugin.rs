@@ -110,16 +110,28 @@ impl PluginProcess {
 
     /// Starts `binary` with `--listen listen` (`host:port` or `unix:/path`) and `args`.
     pub fn start_listening(binary: &Path, listen: &str, args: &[&str]) -> Self {
-        Self::spawn(binary, listen, args, false)
+        Self::spawn(binary, listen, args, false, &[])
+    }
+
+    /// Like [`Self::start`], with `env` (`(name, value)` pairs) added to the plugin's
+    /// environment (e.g. `DOCKER_CONFIG` for a tool the plugin runs).
+    pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(binary, "127.0.0.1:0", args, false, env)
     }
 
     /// Like [`Self::start`], with the metrics endpoint on a free port of 127.0.0.1
     /// (`--metrics-listen 127.0.0.1:0`); see [`Self::metrics_text`].
     pub fn start_with_metrics(binary: &Path, args: &[&str]) -> Self {
-        Self::spawn(binary, "127.0.0.1:0", args, true)
+        Self::spawn(binary, "127.0.0.1:0", args, true, &[])
     }
 
-    fn spawn(binary: &Path, listen: &str, args: &[&str], metrics: bool) -> Self {
+    fn spawn(
+        binary: &Path,
+        listen: &str,
+        args: &[&str],
+        metrics: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the plugin");
         let addr_file = dir.path().join("addr");
         let metrics_addr_file = dir.path().join("metrics-addr");
@@ -141,6 +153,7 @@ impl PluginProcess {
             .args(["--health-interval", "100ms"])
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

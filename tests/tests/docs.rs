@@ -228,6 +228,7 @@ fn deploy_env_vars_are_flags_of_the_adapters() {
         ("deploy/kubernetes/sidecar/zot.yaml", &clamav),
         ("deploy/zot/compose.yaml", &clamav),
         ("deploy/kubernetes/standalone/trivy.yaml", &trivy),
+        ("deploy/systemd/clamav.env", &clamav),
     ];
     let watch = help("sidescan-watch");
     let files = files
@@ -250,6 +251,42 @@ fn deploy_env_vars_are_flags_of_the_adapters() {
             );
         }
     }
+}
+
+/// The systemd example installs the plugin with flags `sidescan artifact install` has, and
+/// starts the binary that `install` writes.
+#[test]
+fn systemd_unit_installs_the_plugin_with_real_flags() {
+    let unit = read("deploy/systemd/sidescan-clamav.service");
+    let path = workspace_binary("sidescan");
+    let out = Command::new(&path)
+        .args(["artifact", "install", "--help"])
+        .env_clear()
+        .output()
+        .expect("run sidescan artifact install --help");
+    assert!(
+        out.status.success(),
+        "sidescan artifact install --help failed"
+    );
+    let install_help = String::from_utf8(out.stdout).expect("utf-8 help");
+    let line = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStartPre=") && l.contains("artifact install"))
+        .expect("an ExecStartPre running sidescan artifact install");
+    for flag in line.split_whitespace().filter(|w| w.starts_with("--")) {
+        assert!(
+            install_help.contains(flag),
+            "the unit passes {flag}, which sidescan artifact install does not take"
+        );
+    }
+    let dir = line
+        .split_whitespace()
+        .nth(4)
+        .expect("install's target directory");
+    assert!(
+        unit.contains(&format!("ExecStart={dir}/sidescan-clamav")),
+        "ExecStart runs the binary install wrote into {dir}"
+    );
 }
 
 #[test]

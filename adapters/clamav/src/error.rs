@@ -95,6 +95,9 @@ pub enum ClamavError {
     /// An error from the SDK (e.g. a corrupt layer), passed through unchanged.
     #[error(transparent)]
     Sdk(#[from] sidescan_sdk::Error),
+    /// No signature set from `--signatures-from` is known to be loaded in clamd.
+    #[error("signatures: {0}")]
+    Signatures(String),
     /// A scan task failed unexpectedly (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -114,7 +117,8 @@ impl From<ClamavError> for sidescan_sdk::Error {
             | ClamavError::Connection { .. }
             | ClamavError::NoReply { .. }
             | ClamavError::Timeout { .. }
-            | ClamavError::FileError { .. } => E::Unavailable(msg),
+            | ClamavError::FileError { .. }
+            | ClamavError::Signatures(_) => E::Unavailable(msg),
             ClamavError::Protocol { .. } | ClamavError::StreamLimit { .. } => {
                 E::FailedPrecondition(msg)
             }

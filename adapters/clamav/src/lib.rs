@@ -21,6 +21,8 @@
 //!   [`ClamavConfig`];
 //! - [`reply`]: parsing clamd's replies into [`Verdict`]s;
 //! - [`selfcheck`]: the startup check that clamd alerts on exceeded limits;
+//! - [`signatures`]: signatures from an OCI registry (`--signatures-from`), swapped atomically
+//!   and confirmed loaded before the engine version names them;
 //! - [`error`]: [`ClamavError`], mapped into [`sidescan_sdk::Error`] in one place.
 //!
 //! ## What is never reported clean
@@ -68,6 +70,7 @@ pub mod reply;
 pub mod scan;
 pub mod scanner;
 pub mod selfcheck;
+pub mod signatures;
 
 pub use client::Clamd;
 pub use error::ClamavError;

@@ -21,6 +21,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.clamav.signatures.insecure_registries = cli.server.insecure_registries.clone();
     sidescan_sdk::serve_with(ClamavScanner::new(cli.clamav), cli.server)
 }

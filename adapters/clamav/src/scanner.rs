@@ -14,6 +14,7 @@ use crate::client::Clamd;
 use crate::error::ClamavError;
 use crate::protocol::{ClamdAddr, VersionInfo};
 use crate::scan::{FileScans, ScanPolicy};
+use crate::signatures::{Signatures, SignaturesConfig};
 
 /// Artifact (config / artifactType) media types advertised in `Capability.consumes`, besides
 /// image manifests and indexes. clamd scans any bytes, so every blob of such an artifact is
@@ -108,6 +109,10 @@ pub struct ClamavConfig {
         value_delimiter = ','
     )]
     pub artifact_types: Vec<String>,
+
+    /// Signature updates from a registry.
+    #[command(flatten)]
+    pub signatures: SignaturesConfig,
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -142,6 +147,7 @@ impl ClamavConfig {
                 clamd_database_dir: None,
                 clamd_reload_settle: Duration::from_secs(10),
                 artifact_types: Vec::new(),
+                signatures: SignaturesConfig::default(),
             },
         }
     }
@@ -195,6 +201,8 @@ pub struct ClamavScanner {
     /// Short hash of [`ClamavConfig::verdict_policy`], part of the engine version.
     policy_hash: String,
     state: Mutex<EngineState>,
+    /// Signature updates from a registry (`--signatures-from`).
+    signatures: Option<Arc<Signatures>>,
 }
 
 impl ClamavScanner {
@@ -214,12 +222,14 @@ impl ClamavScanner {
             severity: config.malware_severity,
         });
         let policy_hash = hex::encode(&Sha256::digest(config.verdict_policy().as_bytes())[..4]);
+        let signatures = Signatures::new(&config.signatures, clamd.clone());
         Self {
             clamd,
             policy,
             config,
             policy_hash,
             state: Mutex::new(EngineState::default()),
+            signatures,
         }
     }
 
@@ -405,10 +415,16 @@ impl Scanner for ClamavScanner {
             props.insert("clamav.signature_version".into(), v.signatures);
             props.insert("clamav.signature_date".into(), v.signature_date);
         }
+        if let Some(signatures) = &self.signatures {
+            props.extend(signatures.properties());
+        }
         props
     }
 
     async fn readiness(&self) -> Readiness {
+        if let Some(signatures) = &self.signatures {
+            signatures.start();
+        }
         match self.clamd.ping().await {
             Err(e) => {
                 let mut state = self.state();
@@ -440,7 +456,10 @@ impl Scanner for ClamavScanner {
                 // Best effort: engine_version re-reads it on demand anyway.
                 let _ = self.current_version(recovered).await;
                 self.refresh_db_fingerprint().await;
-                Readiness::Ready
+                match self.signatures.as_ref().and_then(|s| s.not_ready()) {
+                    Some(why) => Readiness::NotReady(why),
+                    None => Readiness::Ready,
+                }
             }
         }
     }
@@ -450,6 +469,10 @@ impl Scanner for ClamavScanner {
         let mut key = version.key();
         key.push_str("+policy.");
         key.push_str(&self.policy_hash);
+        if let Some(signatures) = &self.signatures {
+            key.push('+');
+            key.push_str(&signatures.engine_key()?);
+        }
         let known = self.state().db_fingerprint.clone();
         let fingerprint = match known {
             Some(f) => Some(f),

@@ -13,6 +13,7 @@ mod common;
 mod compare;
 mod harbor;
 mod health;
+mod registry_db;
 mod scan;
 
 use std::time::Duration;
