@@ -4,6 +4,7 @@
 mod clamav;
 mod fail_closed;
 mod hostile;
+mod load;
 mod logs;
 mod metrics;
 mod registry;
