@@ -3,6 +3,7 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sidescan_proto::client::DEFAULT_MAX_ATTEMPTS;
 use sidescan_proto::v1::{Platform, Severity};
 
 /// Exit codes, shown after `--help`.
@@ -72,6 +73,13 @@ pub(crate) struct Common {
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s",
           value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+
+    /// Attempts per call, the first included (1: no retries). UNAVAILABLE, and
+    /// RESOURCE_EXHAUSTED carrying the plugin's retry pushback (its scan queue is full), are
+    /// retried with exponential backoff and jitter after that pushback, within --timeout.
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
 }
 
 /// Subcommands.

@@ -3,7 +3,8 @@
 //! Calls any `sidescan.v1` scanner plugin from a terminal or CI.
 //!
 //! ```text
-//! sidescan [--plugin URL | --plugin-config FILE] [TLS flags] [--request-id ID] [--timeout D] <COMMAND>
+//! sidescan [--plugin URL | --plugin-config FILE] [TLS flags] [--request-id ID] [--timeout D]
+//!          [--max-attempts N] <COMMAND>
 //!   metadata [--format table|json]
 //!   health
 //!   scan IMAGE [--registry URL] [--username U --password P | --token T] [--insecure]
@@ -23,6 +24,11 @@
 //!   then the default `--registry`).
 //! - TLS: `--ca-cert FILE` (required for https), `--cert FILE --key FILE` (mutual TLS),
 //!   `--tls-domain NAME`.
+//! - Retries: `UNAVAILABLE`, and `RESOURCE_EXHAUSTED` carrying the plugin's
+//!   `grpc-retry-pushback-ms` (its scan queue is full), are tried again up to `--max-attempts`
+//!   calls in all (default 5; 1 turns retries off), after the pushback plus exponential backoff
+//!   with jitter, never past `--timeout`. Other failures, an image over a limit included, are
+//!   not retried, and a retry never turns a failure into a report.
 //! - Credentials also come from `SIDESCAN_REGISTRY_USERNAME`, `SIDESCAN_REGISTRY_PASSWORD`,
 //!   `SIDESCAN_REGISTRY_TOKEN`; they are never printed.
 //! - `--format json` prints the `ScanResponse` / `GetMetadataResponse` in the proto3 canonical
@@ -66,7 +72,7 @@ use std::{
 
 use clap::Parser;
 use sidescan_proto::{
-    client::{ClientOptions, PluginClient, ServingStatus, TlsOptions},
+    client::{ClientOptions, PluginClient, RetryPolicy, ServingStatus, TlsOptions},
     plugin_config::PluginManager,
 };
 
@@ -212,6 +218,7 @@ async fn connect(
         timeout: common.timeout.or(default_timeout),
         tls: tls_options(common)?,
         request_id: common.request_id.clone(),
+        retry: RetryPolicy::default().max_attempts(common.max_attempts),
     };
     Ok(PluginClient::connect(url, options).await?)
 }

@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use sidescan_proto::client::{ClientOptions, PluginClient, TlsOptions};
+use sidescan_proto::client::{ClientOptions, PluginClient, RetryPolicy, TlsOptions};
 use sidescan_proto::v1::GetMetadataResponse;
 
 pub use cases::Ctx;
@@ -336,7 +336,10 @@ pub async fn run(
     config: &Config,
     mut on_result: impl FnMut(&CaseReport),
 ) -> Result<RunReport, SuiteError> {
-    let mut options = ClientOptions::default().connect_timeout(Duration::from_secs(10));
+    // No retries: the suite checks what the plugin answers to each call.
+    let mut options = ClientOptions::default()
+        .connect_timeout(Duration::from_secs(10))
+        .retry(RetryPolicy::disabled());
     if let Some(tls) = &config.tls {
         options = options.tls(tls.clone());
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sidescan_proto::client::{ClientError, ClientOptions, PluginClient};
+use sidescan_proto::client::{ClientError, ClientOptions, PluginClient, RetryPolicy};
 use sidescan_proto::v1::{GetMetadataResponse, ScanRequest, ScanResponse};
 use tonic::{Code, Status};
 
@@ -67,14 +67,19 @@ fn status_of(error: ClientError) -> Status {
 
 #[async_trait::async_trait]
 impl ScanBackend for GrpcBackend {
+    /// Not retried: Harbor's metadata call must answer within its own 5 s, and the service keeps
+    /// a stale copy for when the plugin is down.
     async fn metadata(&self) -> Result<GetMetadataResponse, Status> {
         self.client
             .with_timeout(Some(self.metadata_timeout))
+            .with_retry(RetryPolicy::disabled())
             .metadata()
             .await
             .map_err(status_of)
     }
 
+    /// Retried as `RetryPolicy::default()` says (a full queue, a plugin restarting), within the
+    /// scan timeout.
     async fn scan(&self, request: ScanRequest) -> Result<ScanResponse, Status> {
         self.client.scan(request).await.map_err(status_of)
     }

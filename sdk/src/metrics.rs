@@ -13,6 +13,7 @@
 //! | `sidescan_scan_duration_seconds` | histogram | `outcome` (`ok`, `error`, `cancelled`) |
 //! | `sidescan_registry_pulled_bytes_total` | counter | `kind` (`blob`, `manifest`) |
 //! | `sidescan_cache_hits_total`, `sidescan_cache_misses_total` | counter | `cache` (`blob`, `layer`, `image`) |
+//! | `sidescan_scans_shared_total` | counter | — |
 //! | `sidescan_scans_in_flight`, `sidescan_scans_queued` | gauge | — |
 //! | `sidescan_engine_ready` | gauge | — |
 //! | `sidescan_build_info` | gauge (always 1) | `plugin`, `version`, `sdk_version`, `engine_version` |
@@ -135,6 +136,7 @@ pub(crate) struct Metrics {
     pulled: Family<KindLabels, Counter>,
     cache_hits: Family<CacheLabels, Counter>,
     cache_misses: Family<CacheLabels, Counter>,
+    shared: Counter,
     in_flight: Gauge,
     queued: Gauge,
     engine_ready: Gauge,
@@ -200,6 +202,13 @@ impl Metrics {
              blob, layer, image",
             cache_misses.clone(),
         );
+        let shared = Counter::default();
+        registry.register(
+            "sidescan_scans_shared",
+            "Scan requests answered by an identical scan already in flight (same image, registry, \
+             credentials, platform and report types) instead of a scan of their own",
+            shared.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "sidescan_scans_in_flight",
@@ -255,6 +264,7 @@ impl Metrics {
             pulled,
             cache_hits,
             cache_misses,
+            shared,
             in_flight,
             queued,
             engine_ready,
@@ -304,6 +314,11 @@ impl Metrics {
             &self.cache_misses
         };
         family.get_or_create(&labels).inc();
+    }
+
+    /// Counts a scan request answered by an identical scan already in flight.
+    pub(crate) fn scan_shared(&self) {
+        self.shared.inc();
     }
 
     /// The gauge of scans holding a slot (kept by the limiter).
@@ -398,6 +413,7 @@ mod tests {
             ("sidescan_registry_pulled_bytes", "counter"),
             ("sidescan_cache_hits", "counter"),
             ("sidescan_cache_misses", "counter"),
+            ("sidescan_scans_shared", "counter"),
             ("sidescan_scans_in_flight", "gauge"),
             ("sidescan_scans_queued", "gauge"),
             ("sidescan_engine_ready", "gauge"),
@@ -413,6 +429,7 @@ mod tests {
             );
         }
         assert_eq!(sample(&text, "sidescan_scans_in_flight"), Some(0.0));
+        assert_eq!(sample(&text, "sidescan_scans_shared_total"), Some(0.0));
         assert_eq!(sample(&text, "sidescan_engine_ready"), Some(0.0));
         assert_eq!(
             sample(&text, r#"sidescan_scans_total{rpc="stream",code="OK"}"#),

@@ -26,6 +26,12 @@
 //! Deadlines: the per-call timeout ([`ClientOptions::timeout`], [`PluginClient::with_timeout`]) is
 //! sent to the plugin as the gRPC deadline (`grpc-timeout`) and also enforced locally, for a
 //! stream over the whole stream.
+//!
+//! Retries ([`ClientOptions::retry`], [`RetryPolicy`]; on by default): `GetMetadata`,
+//! `ScanImage` and the opening of `ScanImageStream` are tried again after `UNAVAILABLE`, and
+//! after `RESOURCE_EXHAUSTED` that carries the server's `grpc-retry-pushback-ms` (a full scan
+//! queue), with exponential backoff and full jitter on top of the pushback, all within the one
+//! per-call deadline. A stream that has started is not retried, nor is the health check.
 
 use std::{fmt, time::Duration};
 
@@ -45,15 +51,18 @@ use crate::v1::{
 };
 
 mod error;
+mod retry;
 mod stream;
 mod target;
 mod tls;
 
 pub use error::{ClientError, code_name};
+pub use retry::{DEFAULT_MAX_ATTEMPTS, PUSHBACK_HEADER, RetryPolicy};
 pub use stream::{ScanEvent, ScanStream};
 pub use tls::TlsOptions;
 
 use error::{deadline_status, error_chain, humanize, normalize};
+use retry::with_retries;
 use target::prepare;
 
 /// The request metadata key carrying a caller-chosen request id.
@@ -75,6 +84,8 @@ pub struct ClientOptions {
     pub tls: Option<TlsOptions>,
     /// `x-request-id` sent with every call.
     pub request_id: Option<String>,
+    /// Which failed calls are tried again, and when (see [`RetryPolicy`]). Default: 5 attempts.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -84,6 +95,7 @@ impl Default for ClientOptions {
             timeout: None,
             tls: None,
             request_id: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -110,6 +122,12 @@ impl ClientOptions {
     /// Sets the `x-request-id` sent with every call.
     pub fn request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Sets the retry policy ([`RetryPolicy::disabled`]: no retries).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 }
@@ -162,6 +180,7 @@ pub struct PluginClient {
     url: String,
     timeout: Option<Duration>,
     request_id: Option<AsciiMetadataValue>,
+    retry: RetryPolicy,
 }
 
 impl PluginClient {
@@ -190,6 +209,7 @@ impl PluginClient {
             url: url.to_string(),
             timeout: options.timeout,
             request_id,
+            retry: options.retry.clone(),
         })
     }
 
@@ -207,6 +227,7 @@ impl PluginClient {
             url: url.to_string(),
             timeout: options.timeout,
             request_id,
+            retry: options.retry.clone(),
         })
     }
 
@@ -224,6 +245,19 @@ impl PluginClient {
     pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
         PluginClient {
             timeout,
+            ..self.clone()
+        }
+    }
+
+    /// The retry policy in force.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// A client on the same connection with another retry policy.
+    pub fn with_retry(&self, retry: RetryPolicy) -> Self {
+        PluginClient {
+            retry,
             ..self.clone()
         }
     }
@@ -247,10 +281,12 @@ impl PluginClient {
         ScanClient::new(self.channel.clone())
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request with the request id and, when the call has a deadline, the time left until it
+    /// as its gRPC deadline.
+    fn request<T>(&self, message: T, deadline: Option<Instant>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(timeout) = self.timeout {
-            request.set_timeout(timeout);
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline.saturating_duration_since(Instant::now()));
         }
         if let Some(id) = &self.request_id {
             request.metadata_mut().insert(REQUEST_ID_HEADER, id.clone());
@@ -262,33 +298,46 @@ impl PluginClient {
         self.timeout.map(|t| Instant::now() + t)
     }
 
-    /// Calls `GetMetadata`.
+    /// Calls `GetMetadata` (retried as [`RetryPolicy`] says).
     pub async fn metadata(&self) -> Result<GetMetadataResponse, ClientError> {
         let deadline = self.deadline();
-        let mut client = self.raw();
-        let call = client.get_metadata(self.request(GetMetadataRequest {}));
-        Ok(with_deadline(deadline, self.timeout, call)
-            .await?
-            .into_inner())
+        with_retries(&self.retry, deadline, || {
+            let mut client = self.raw();
+            async move {
+                let call = client.get_metadata(self.request(GetMetadataRequest {}, deadline));
+                with_deadline(deadline, self.timeout, call).await
+            }
+        })
+        .await
+        .map(tonic::Response::into_inner)
     }
 
-    /// Calls `ScanImage`.
+    /// Calls `ScanImage` (retried as [`RetryPolicy`] says).
     pub async fn scan(&self, request: ScanRequest) -> Result<ScanResponse, ClientError> {
         let deadline = self.deadline();
-        let mut client = self.raw();
-        let call = client.scan_image(self.request(request));
-        Ok(with_deadline(deadline, self.timeout, call)
-            .await?
-            .into_inner())
+        with_retries(&self.retry, deadline, || {
+            let mut client = self.raw();
+            let request = self.request(request.clone(), deadline);
+            async move { with_deadline(deadline, self.timeout, client.scan_image(request)).await }
+        })
+        .await
+        .map(tonic::Response::into_inner)
     }
 
     /// Calls `ScanImageStream`; the returned stream yields progress events and then exactly one
     /// result, checking that contract. [`ScanStream::result`] drains it into the final response.
+    /// A call refused before its stream opens is retried as [`RetryPolicy`] says; a stream that
+    /// has opened is not.
     pub async fn scan_stream(&self, request: ScanRequest) -> Result<ScanStream, ClientError> {
         let deadline = self.deadline();
-        let mut client = self.raw();
-        let call = client.scan_image_stream(self.request(request));
-        let inner = with_deadline(deadline, self.timeout, call)
+        let inner =
+            with_retries(&self.retry, deadline, || {
+                let mut client = self.raw();
+                let request = self.request(request.clone(), deadline);
+                async move {
+                    with_deadline(deadline, self.timeout, client.scan_image_stream(request)).await
+                }
+            })
             .await?
             .into_inner();
         Ok(ScanStream::new(inner, deadline, self.timeout))
@@ -298,9 +347,12 @@ impl PluginClient {
     pub async fn health(&self) -> Result<ServingStatus, ClientError> {
         let deadline = self.deadline();
         let mut client = HealthClient::new(self.channel.clone());
-        let call = client.check(self.request(HealthCheckRequest {
-            service: crate::SCAN_SERVICE_NAME.to_string(),
-        }));
+        let call = client.check(self.request(
+            HealthCheckRequest {
+                service: crate::SCAN_SERVICE_NAME.to_string(),
+            },
+            deadline,
+        ));
         let response = with_deadline(deadline, self.timeout, call)
             .await?
             .into_inner();

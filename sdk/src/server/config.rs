@@ -95,8 +95,9 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_scans: u32,
 
-    /// Scans that may wait for a slot; one more is refused with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "SIDESCAN_MAX_QUEUED_SCANS", default_value_t = 16)]
+    /// Scans that may wait for a slot; one more is refused with RESOURCE_EXHAUSTED and a retry
+    /// pushback. The default is sized in BENCHMARKS.md (32 concurrent callers on 4 slots).
+    #[arg(long, env = "SIDESCAN_MAX_QUEUED_SCANS", default_value_t = 64)]
     pub max_queued_scans: u32,
 
     /// Timeout of a scan whose caller set no deadline.

@@ -7,10 +7,12 @@
 
 mod config;
 mod exporter;
+mod flight;
 mod harbor;
 mod health;
 mod limiter;
 mod logging;
+mod record;
 mod service;
 mod tls;
 mod zot;

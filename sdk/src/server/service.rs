@@ -4,14 +4,16 @@
 //! Every scan request runs inside one `scan` span (fields `request_id`, `rpc`, and once the
 //! request is valid `image`, `registry`, `platform`; never the authorization value) and ends
 //! with one line that carries its `code`: "scan request refused", or "scan finished" / "scan
-//! failed" with `elapsed_ms`. The same place counts it in the metrics.
+//! failed" with `elapsed_ms` (written by `record.rs`'s `ScanRecord`, which also counts it).
+//! Identical scans in flight share one run (`flight.rs`); a full queue's refusal carries the
+//! limiter's pushback.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use sidescan_proto::{mime, v1 as pb};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +23,9 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::config::ServerConfig;
-use super::limiter::ScanLimiter;
+use super::flight::{Flight, Flights, Joined, ScanKey};
+use super::limiter::{Admission, ScanLimiter};
+use super::record::{Failure, ScanRecord};
 use crate::context::{Phase, ProgressEvent, ProgressSink, ScanContext};
 use crate::convert::{platform_from_proto, progress_to_proto};
 use crate::error::Error;
@@ -44,6 +48,8 @@ pub(crate) struct ScanService {
     info: ScannerInfo,
     pipeline: Arc<Pipeline>,
     limiter: Arc<ScanLimiter>,
+    /// Identical scans in flight, run once.
+    flights: Arc<Flights<ScanKey, Result<pb::ScanResponse, Error>>>,
     readiness: watch::Receiver<Readiness>,
     config: ServerConfig,
     metrics: Arc<Metrics>,
@@ -56,6 +62,28 @@ struct PreparedScan {
     requested: RequestedReports,
     /// When the scan must be over (the SDK's timer).
     deadline: Duration,
+}
+
+/// A scan started or joined: its shared future and this caller's deadline.
+struct Begun {
+    flight: Flight<Result<pb::ScanResponse, Error>>,
+    deadline: Duration,
+}
+
+impl Begun {
+    /// Waits for the shared answer within this caller's deadline, and has `record` log and
+    /// count how it ended for this caller.
+    async fn answer(self, record: ScanRecord) -> Result<pb::ScanResponse, Failure> {
+        let result = match tokio::time::timeout(self.deadline, self.flight).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "scan did not finish within {}",
+                humantime::format_duration(self.deadline)
+            ))),
+        };
+        record.finish(result.as_ref());
+        result.map_err(Failure::from)
+    }
 }
 
 impl ScanService {
@@ -76,6 +104,7 @@ impl ScanService {
                 config.max_queued_scans,
                 &metrics,
             )),
+            flights: Arc::new(Flights::new()),
             readiness,
             config,
             metrics,
@@ -154,69 +183,118 @@ impl ScanService {
     }
 
     /// Runs a prepared scan to its response, and has `record` log and count how it ended.
-    /// Dropping the future cancels the scan's work (and `record` counts it CANCELLED).
+    /// Dropping the future cancels the caller's wait (and `record` counts it CANCELLED); the
+    /// scan itself stops once every caller sharing it has gone.
     async fn execute(
-        &self,
+        self: &Arc<Self>,
         scan: PreparedScan,
         progress: ProgressSink,
         record: ScanRecord,
-    ) -> Result<pb::ScanResponse, Error> {
-        let cancel = CancellationToken::new();
-        let _cancel_on_drop = cancel.clone().drop_guard();
+    ) -> Result<pb::ScanResponse, Failure> {
+        match self.begin(scan, &progress) {
+            Ok(begun) => begun.answer(record).await,
+            Err(failure) => {
+                record.finish(Err(&failure.error));
+                Err(failure)
+            }
+        }
+    }
+
+    /// Starts a prepared scan without waiting: refuses it when the engine is not ready, the
+    /// deadline leaves no time or the queue is full (with a pushback); follows an identical scan
+    /// already in flight (no slot taken); else takes a slot or a queue seat and starts the
+    /// scan's shared future in the current span.
+    fn begin(
+        self: &Arc<Self>,
+        scan: PreparedScan,
+        progress: &ProgressSink,
+    ) -> Result<Begun, Failure> {
         let PreparedScan {
             request_id,
             job,
             requested,
             deadline,
         } = scan;
-        let work = async {
-            if let Readiness::NotReady(reason) = &*self.readiness.borrow() {
-                return Err(Error::unavailable(format!(
-                    "scanner engine not ready: {reason}"
-                )));
-            }
-            progress.report(ProgressEvent::phase(
-                Phase::Queued,
-                "waiting for a scan slot",
-            ));
-            tracing::debug!(
-                running = self.limiter.running(),
-                queued = self.limiter.queued(),
-                "taking a scan slot"
-            );
-            let _slot = self.limiter.acquire().await?;
-            let mut ctx = ScanContext::new(request_id.clone(), &self.config.scratch_dir);
-            ctx.report_types = requested.clone();
-            ctx.platform = job.platform.clone();
-            ctx.cancel = cancel.clone();
-            ctx.progress = progress.clone();
-            let outcome = self.pipeline.scan(&self.scanner, &job, &ctx).await?;
-            progress.report(ProgressEvent::phase(
-                Phase::Reporting,
-                "building the report",
-            ));
-            Ok(report::build_response(
-                &self.info,
-                outcome,
-                &requested,
-                SystemTime::now(),
-            ))
-        };
-        let result = if deadline.is_zero() {
-            Err(Error::DeadlineExceeded(
+        if deadline.is_zero() {
+            return Err(Error::DeadlineExceeded(
                 "the caller's deadline leaves no time to scan".into(),
-            ))
-        } else {
-            match tokio::time::timeout(deadline, work).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::DeadlineExceeded(format!(
-                    "scan did not finish within {}",
-                    humantime::format_duration(deadline)
-                ))),
+            )
+            .into());
+        }
+        if let Readiness::NotReady(reason) = &*self.readiness.borrow() {
+            return Err(Error::unavailable(format!("scanner engine not ready: {reason}")).into());
+        }
+        tracing::debug!(
+            running = self.limiter.running(),
+            queued = self.limiter.queued(),
+            "taking a scan slot"
+        );
+        let key = ScanKey::new(&job, &requested);
+        let joined = self.flights.join(key, || {
+            let admission = self.limiter.admit()?;
+            let service = self.clone();
+            let progress = progress.clone();
+            Ok::<_, Failure>(
+                async move {
+                    service
+                        .run(admission, request_id, job, requested, progress)
+                        .await
+                }
+                .in_current_span()
+                .boxed(),
+            )
+        })?;
+        let flight = match joined {
+            Joined::Started(flight) => {
+                progress.report(ProgressEvent::phase(
+                    Phase::Queued,
+                    "waiting for a scan slot",
+                ));
+                flight
+            }
+            Joined::Followed(flight) => {
+                self.metrics.scan_shared();
+                tracing::debug!("an identical scan is in flight: sharing its answer");
+                progress.report(ProgressEvent::phase(
+                    Phase::Queued,
+                    "an identical scan is in flight: waiting for its answer",
+                ));
+                flight
             }
         };
-        record.finish(&result);
-        result
+        Ok(Begun { flight, deadline })
+    }
+
+    /// One scan, shared by every identical request in flight: waits for its slot, runs the
+    /// pipeline and builds the response. Dropped when its last caller has gone, which cancels
+    /// the scan's work.
+    async fn run(
+        self: Arc<Self>,
+        admission: Admission,
+        request_id: String,
+        job: ScanJob,
+        requested: RequestedReports,
+        progress: ProgressSink,
+    ) -> Result<pb::ScanResponse, Error> {
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let _slot = admission.slot().await?;
+        let mut ctx = ScanContext::new(request_id, &self.config.scratch_dir);
+        ctx.report_types = requested.clone();
+        ctx.platform = job.platform.clone();
+        ctx.cancel = cancel.clone();
+        ctx.progress = progress.clone();
+        let outcome = self.pipeline.scan(&self.scanner, &job, &ctx).await?;
+        progress.report(ProgressEvent::phase(
+            Phase::Reporting,
+            "building the report",
+        ));
+        Ok(report::build_response(
+            &self.info,
+            outcome,
+            &requested,
+            SystemTime::now(),
+        ))
     }
 
     /// Opens the request's `scan` span and validates the request in it, for either RPC. A
@@ -327,73 +405,6 @@ impl ScanService {
     }
 }
 
-/// Logs and counts how one admitted scan ended: once, from [`ScanRecord::finish`], or on drop
-/// as CANCELLED when the scan's future was dropped first (the caller went away, or the server
-/// gave up draining).
-struct ScanRecord {
-    metrics: Arc<Metrics>,
-    rpc: Rpc,
-    span: tracing::Span,
-    started: Instant,
-    finished: bool,
-}
-
-impl ScanRecord {
-    /// Logs the final line ("scan finished" or "scan failed", with `code` and `elapsed_ms`)
-    /// and counts the scan.
-    fn finish(mut self, result: &Result<pb::ScanResponse, Error>) {
-        self.finished = true;
-        let elapsed = self.started.elapsed();
-        let elapsed_ms = elapsed_ms(elapsed);
-        let _entered = self.span.enter();
-        let code = match result {
-            Ok(resp) => {
-                let summary = resp.report.as_ref().and_then(|r| r.summary.as_ref());
-                tracing::info!(
-                    code = code_name(tonic::Code::Ok),
-                    elapsed_ms,
-                    findings = summary.map_or(0, |s| s.total),
-                    notices = resp.report.as_ref().map_or(0, |r| r.notices.len()),
-                    "scan finished"
-                );
-                tonic::Code::Ok
-            }
-            Err(err) => {
-                tracing::warn!(
-                    code = code_name(err.code()),
-                    elapsed_ms,
-                    error = %err.message(),
-                    "scan failed"
-                );
-                err.code()
-            }
-        };
-        self.metrics.scan_finished(self.rpc, code, Some(elapsed));
-    }
-}
-
-impl Drop for ScanRecord {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let elapsed = self.started.elapsed();
-        let _entered = self.span.enter();
-        tracing::info!(
-            code = code_name(tonic::Code::Cancelled),
-            elapsed_ms = elapsed_ms(elapsed),
-            error = "the scan was dropped before its answer: the caller went away or the server stopped",
-            "scan failed"
-        );
-        self.metrics
-            .scan_finished(self.rpc, tonic::Code::Cancelled, Some(elapsed));
-    }
-}
-
-fn elapsed_ms(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// The request id from metadata when it is sane (printable ASCII, at most 128 bytes), else a new
 /// UUID.
 fn request_id(metadata: &MetadataMap) -> String {
@@ -473,6 +484,8 @@ impl pb::scan_server::Scan for ScanGrpc {
 
     type ScanImageStreamStream = EventStream;
 
+    /// A refusal (engine not ready, queue full) is the call's status, before any event, so a
+    /// caller can retry it like a unary call; once started, the scan's events follow.
     async fn scan_image_stream(
         &self,
         request: Request<pb::ScanRequest>,
@@ -483,9 +496,18 @@ impl pb::scan_server::Scan for ScanGrpc {
         let (events_tx, events_rx) =
             mpsc::channel::<Result<pb::ScanImageStreamResponse, Status>>(32);
         let (progress_tx, mut progress_rx) = mpsc::channel::<ProgressEvent>(64);
+        let progress = ProgressSink::new(progress_tx);
+        let begun = match span.in_scope(|| service.begin(prepared, &progress)) {
+            Ok(begun) => begun,
+            Err(failure) => {
+                record.finish(Err(&failure.error));
+                return Err(failure.into());
+            }
+        };
+        drop(progress);
         tokio::spawn(
             async move {
-                let scan = service.execute(prepared, ProgressSink::new(progress_tx), record);
+                let scan = begun.answer(record);
                 tokio::pin!(scan);
                 let progress_event = |p: &ProgressEvent| pb::ScanImageStreamResponse {
                     event: Some(pb::scan_image_stream_response::Event::Progress(
@@ -495,8 +517,8 @@ impl pb::scan_server::Scan for ScanGrpc {
                 let result = loop {
                     tokio::select! {
                         result = &mut scan => break result,
-                        // A caller that hung up cancels the scan: dropping `scan` logs and
-                        // counts it CANCELLED.
+                        // A caller that hung up stops waiting: dropping `scan` logs and counts
+                        // it CANCELLED (and stops the scan unless another caller shares it).
                         Some(event) = progress_rx.recv() => {
                             if events_tx.send(Ok(progress_event(&event))).await.is_err() {
                                 return;

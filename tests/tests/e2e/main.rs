@@ -5,6 +5,7 @@ mod artifacts;
 mod clamav;
 mod fail_closed;
 mod hostile;
+mod load;
 mod logs;
 mod metrics;
 mod registry;

@@ -10,6 +10,8 @@ use sidescan_testkit::metrics::Scrape;
 use sidescan_testkit::oci::Artifact;
 use sidescan_testkit::plugin::{PluginProcess, ServingStatus, Signal, test_plugin_binary};
 use sidescan_testkit::registry::Registry;
+
+use crate::support::scan_request as request;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -29,17 +31,6 @@ fn blob_bytes(image: &Artifact) -> f64 {
     let config = image.config.as_ref().map_or(0, |c| c.data.len());
     let layers: usize = image.layers.iter().map(|l| l.blob.data.len()).sum();
     (config + layers) as f64
-}
-
-fn request(registry: &Registry, repo: &str, tag: &str) -> pb::ScanRequest {
-    pb::ScanRequest {
-        image: format!("{repo}:{tag}"),
-        registry: Some(pb::Registry {
-            url: registry.url(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// Scrapes until `ready` holds (10 s at most) and returns that scrape.

@@ -10,6 +10,8 @@ use sidescan_testkit::plugin::{
     PluginProcess, Signal, scan_stream_result, test_plugin_binary, workspace_binary,
 };
 use sidescan_testkit::registry::Registry;
+
+use crate::support::scan_request as request;
 use tonic::Code;
 
 /// The marker the test plugin reports (see `sidescan-test-plugin`).
@@ -24,17 +26,6 @@ fn marker_image() -> Artifact {
             format!("some text {MARKER} more text\n").into_bytes(),
         )]))
         .build()
-}
-
-fn request(registry: &Registry, repo: &str, tag: &str) -> pb::ScanRequest {
-    pb::ScanRequest {
-        image: format!("{repo}:{tag}"),
-        registry: Some(pb::Registry {
-            url: registry.url(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// Drops what legitimately differs between two runs of the same scan.
@@ -85,9 +76,12 @@ async fn unary_and_stream_give_the_same_report_and_the_stream_ends_with_one_resu
 }
 
 #[tokio::test]
-async fn a_full_queue_answers_resource_exhausted_at_once() {
+async fn a_full_queue_answers_resource_exhausted_at_once_with_a_pushback() {
     let registry = Registry::anonymous();
-    registry.push(&marker_image(), "demo/slow", "1").await;
+    // Three tags, so that no two requests are identical (identical ones share one scan).
+    for tag in ["1", "2", "3"] {
+        registry.push(&marker_image(), "demo/slow", tag).await;
+    }
     let plugin = PluginProcess::start(
         &test_plugin_binary(),
         &[
@@ -101,16 +95,16 @@ async fn a_full_queue_answers_resource_exhausted_at_once() {
     );
     let client = plugin.scan_client().await;
     let mut in_flight = Vec::new();
-    for _ in 0..2 {
+    for tag in ["1", "2"] {
         let mut client = client.clone();
-        let req = request(&registry, "demo/slow", "1");
+        let req = request(&registry, "demo/slow", tag);
         in_flight.push(tokio::spawn(async move { client.scan_image(req).await }));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let started = Instant::now();
     let err = client
         .clone()
-        .scan_image(request(&registry, "demo/slow", "1"))
+        .scan_image(request(&registry, "demo/slow", "3"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
@@ -118,6 +112,23 @@ async fn a_full_queue_answers_resource_exhausted_at_once() {
         started.elapsed() < Duration::from_secs(1),
         "refusal was not immediate"
     );
+    let pushback: u64 = err
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .expect("a full queue says when to come back")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((20..=30_000).contains(&pushback), "{pushback}");
+    // The stream RPC is refused the same way, as the call's status before any event.
+    let err = client
+        .clone()
+        .scan_image_stream(request(&registry, "demo/slow", "3"))
+        .await
+        .expect_err("refused before the stream opens");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.metadata().get("grpc-retry-pushback-ms").is_some());
     for scan in in_flight {
         scan.await
             .unwrap()

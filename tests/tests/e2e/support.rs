@@ -1,5 +1,5 @@
-//! Shared pieces of the in-process pipeline tests: a scanner that reads everything, and pipeline
-//! options in a temp dir.
+//! Shared pieces of the e2e tests: a scanner that reads everything and pipeline options in a
+//! temp dir (the in-process pipeline tests), and scan requests against a test registry.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,24 @@ use sidescan_sdk::Limits;
 use sidescan_sdk::pipeline::{Pipeline, PipelineOptions};
 use sidescan_sdk::prelude::*;
 use sidescan_testkit::fixtures::EICAR;
+use sidescan_testkit::registry::Registry;
 use tokio::io::AsyncReadExt;
+
+/// A `ScanRequest` for `repo:tag` on the test `registry`, anonymous, primary report only.
+pub(crate) fn scan_request(
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+) -> sidescan_proto::v1::ScanRequest {
+    sidescan_proto::v1::ScanRequest {
+        image: format!("{repo}:{tag}"),
+        registry: Some(sidescan_proto::v1::Registry {
+            url: registry.url(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
 
 /// Reads every entry of every layer (per-layer), or checks the unpacked rootfs (whole image);
 /// reports a file whose content is exactly EICAR as a malware finding at its path, nothing
