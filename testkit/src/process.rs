@@ -109,6 +109,17 @@ fn send_signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// Peak resident set (`VmHWM` of `/proc/PID/status`) of the running process `pid`, in bytes.
+pub fn peak_rss(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| io::Error::other(format!("no VmHWM in /proc/{pid}/status")))
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind `:0`, read, release).
 ///
 /// Another process may take it before you use it: callers that start servers on it

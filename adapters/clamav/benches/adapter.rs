@@ -26,6 +26,7 @@ use sidescan_testkit::clamd::{ClamdOptions, ClamdProcess, EICAR_SIGNATURE};
 use sidescan_testkit::fixtures::{EICAR, Entry, Image, Layer, PseudoRandom};
 use sidescan_testkit::oci::Artifact;
 use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
+use sidescan_testkit::process::peak_rss;
 use sidescan_testkit::registry::Registry;
 use sidescan_testkit::tool;
 
@@ -362,18 +363,6 @@ fn adapter_scan(config: &Path, repo: &str) -> Result<Duration, String> {
     Ok(took)
 }
 
-/// Peak resident set (`VmHWM`) of `pid`, in bytes.
-fn peak_rss(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| "no VmHWM in /proc status".to_owned())
-}
-
 /// One run of the adapter: a fresh process (empty caches), the first scan, the re-scan.
 struct AdapterRun {
     first: Duration,
@@ -423,7 +412,7 @@ fn adapter_run(
     Ok(AdapterRun {
         first: scans.0,
         rescan: scans.1,
-        rss: peak_rss(plugin.pid())?,
+        rss: peak_rss(plugin.pid()).map_err(|e| e.to_string())?,
     })
 }
 
