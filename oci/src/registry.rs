@@ -3,7 +3,7 @@
 //!
 //! oci-client has no call for the few requests whose status or headers matter here (probing the
 //! referrers API, `DELETE`, `ETag`/`If-Match` on the referrers tag), so those are sent with
-//! reqwest using the credentials oci-client negotiated ([`Registry::raw`]).
+//! reqwest using the credentials oci-client negotiated (`Registry::raw`).
 
 use std::collections::BTreeMap;
 

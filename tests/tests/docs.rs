@@ -231,9 +231,10 @@ fn deploy_env_vars_are_flags_of_the_adapters() {
         ("deploy/systemd/clamav.env", &clamav),
     ];
     let watch = help("sidescan-watch");
-    let files = files
-        .into_iter()
-        .chain([("deploy/kubernetes/standalone/watch.yaml", &watch)]);
+    let files = files.into_iter().chain([
+        ("deploy/kubernetes/standalone/watch.yaml", &watch),
+        ("deploy/kubernetes/nats/watch-workers.yaml", &watch),
+    ]);
     for (file, help) in files {
         let text = read(file);
         for (i, _) in text.match_indices("SIDESCAN_") {

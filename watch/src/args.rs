@@ -1,5 +1,8 @@
 //! Command-line flags (each with an environment variable).
 
+// Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -96,7 +96,7 @@ pub fn job_event(push: &ImagePushed) -> serde_json::Value {
 }
 
 impl JetStreamQueue {
-    /// A queue on `client`; [`JetStreamQueue::set_up`] creates the stream and consumer.
+    /// A queue on `client`; [`JetStreamQueue::run`] creates the stream and consumer.
     pub fn new(client: async_nats::Client, options: JetStreamOptions) -> Self {
         Self {
             context: jetstream::new(client),

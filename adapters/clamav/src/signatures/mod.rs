@@ -7,7 +7,10 @@
 //! `RELOAD` keeps the old set). Until then the engine version is a one-off "updating" key, so
 //! nothing scanned meanwhile is cached; afterwards it names the new artifact, so no result of the
 //! old signatures is served. A download, digest, name or load failure puts the old files back
-//! (and reloads them); a registry outage changes nothing. See [`update`].
+//! (and reloads them); a registry outage changes nothing. The cycle is in `update.rs`.
+
+// Doc comments of the flags are clap's help text, where `[:PORT]` means optional, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 pub mod files;
 mod update;
