@@ -29,11 +29,11 @@ struct Cli {
     /// again).
     #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     job_ttl: Duration,
-    /// Keep jobs and reports in NATS JetStream at this URL (a key-value bucket and an object
+    /// With --nats: jobs and reports live in NATS JetStream (a key-value bucket and an object
     /// store, created if missing) instead of in this process, so that replicas behind one
     /// Service share them: Harbor may submit to one and poll another.
-    #[arg(long, env = "SIDESCAN_NATS_URL", value_name = "URL")]
-    nats: Option<String>,
+    #[command(flatten)]
+    nats: sidescan_nats::ConnectArgs,
     /// Replicas of the NATS bucket and object store (in a NATS cluster).
     #[arg(long, env = "SIDESCAN_NATS_REPLICAS", default_value_t = 1)]
     nats_replicas: usize,
@@ -105,11 +105,14 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let backend = GrpcBackend::new(&cli.plugin, options.scan_timeout, options.metadata_timeout)
         .map_err(|e| format!("--plugin: {e}"))?;
-    let jobs: Arc<dyn sidescan_harbor::JobStore> = match &cli.nats {
-        Some(url) => NatsJobStore::connect_url(url, cli.job_ttl, cli.nats_replicas)
-            .await
-            .map_err(|e| format!("--nats: {e}"))?
-            .shared(),
+    let jobs: Arc<dyn sidescan_harbor::JobStore> = match &cli.nats.url {
+        Some(_) => {
+            let client = sidescan_nats::connect("sidescan-harbor", &cli.nats, false, None).await?;
+            NatsJobStore::connect(client, cli.job_ttl, cli.nats_replicas)
+                .await
+                .map_err(|e| format!("--nats: {e}"))?
+                .shared()
+        }
         None => Arc::new(MemoryJobStore::new(cli.job_ttl)),
     };
     let service = Arc::new(HarborService::new(Arc::new(backend), jobs, options));

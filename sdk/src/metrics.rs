@@ -13,6 +13,7 @@
 //! | `sidescan_scan_duration_seconds` | histogram | `outcome` (`ok`, `error`, `cancelled`) |
 //! | `sidescan_registry_pulled_bytes_total` | counter | `kind` (`blob`, `manifest`) |
 //! | `sidescan_cache_hits_total`, `sidescan_cache_misses_total` | counter | `cache` (`blob`, `layer`, `image`) |
+//! | `sidescan_shared_cache_hits_total`, `sidescan_shared_cache_misses_total` | counter | `cache` (`layer`, `image`) |
 //! | `sidescan_scans_shared_total` | counter | — |
 //! | `sidescan_scans_in_flight`, `sidescan_scans_queued` | gauge | — |
 //! | `sidescan_engine_ready` | gauge | — |
@@ -136,6 +137,8 @@ pub(crate) struct Metrics {
     pulled: Family<KindLabels, Counter>,
     cache_hits: Family<CacheLabels, Counter>,
     cache_misses: Family<CacheLabels, Counter>,
+    shared_cache_hits: Family<CacheLabels, Counter>,
+    shared_cache_misses: Family<CacheLabels, Counter>,
     shared: Counter,
     in_flight: Gauge,
     queued: Gauge,
@@ -202,6 +205,20 @@ impl Metrics {
              blob, layer, image",
             cache_misses.clone(),
         );
+        let shared_cache_hits = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "sidescan_shared_cache_hits",
+            "Result lookups the local disk missed and the cluster's shared cache (--nats) \
+             answered, by cache: layer, image (also counted in sidescan_cache_hits)",
+            shared_cache_hits.clone(),
+        );
+        let shared_cache_misses = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "sidescan_shared_cache_misses",
+            "Result lookups neither the local disk nor the cluster's shared cache (--nats) \
+             answered, by cache: layer, image",
+            shared_cache_misses.clone(),
+        );
         let shared = Counter::default();
         registry.register(
             "sidescan_scans_shared",
@@ -256,6 +273,10 @@ impl Metrics {
             };
             drop(cache_hits.get_or_create(&labels));
             drop(cache_misses.get_or_create(&labels));
+            if cache != CacheKind::Blob {
+                drop(shared_cache_hits.get_or_create(&labels));
+                drop(shared_cache_misses.get_or_create(&labels));
+            }
         }
         Self {
             registry,
@@ -264,6 +285,8 @@ impl Metrics {
             pulled,
             cache_hits,
             cache_misses,
+            shared_cache_hits,
+            shared_cache_misses,
             shared,
             in_flight,
             queued,
@@ -312,6 +335,19 @@ impl Metrics {
             &self.cache_hits
         } else {
             &self.cache_misses
+        };
+        family.get_or_create(&labels).inc();
+    }
+
+    /// Counts one lookup in the shared (cluster) result tier, made after the disk missed.
+    pub(crate) fn shared_cache_lookup(&self, cache: CacheKind, hit: bool) {
+        let labels = CacheLabels {
+            cache: cache.as_str(),
+        };
+        let family = if hit {
+            &self.shared_cache_hits
+        } else {
+            &self.shared_cache_misses
         };
         family.get_or_create(&labels).inc();
     }
@@ -413,6 +449,8 @@ mod tests {
             ("sidescan_registry_pulled_bytes", "counter"),
             ("sidescan_cache_hits", "counter"),
             ("sidescan_cache_misses", "counter"),
+            ("sidescan_shared_cache_hits", "counter"),
+            ("sidescan_shared_cache_misses", "counter"),
             ("sidescan_scans_shared", "counter"),
             ("sidescan_scans_in_flight", "gauge"),
             ("sidescan_scans_queued", "gauge"),

@@ -98,43 +98,14 @@ pub struct Args {
     #[arg(long, env = "SIDESCAN_WATCH_EMIT", value_name = "URL")]
     pub emit: Option<String>,
 
-    /// Subscribe to structured CloudEvents on this NATS server (zot's NATS sink).
-    #[arg(long, env = "SIDESCAN_NATS_URL", value_name = "URL")]
-    pub nats: Option<String>,
+    /// --nats and its credentials: subscribe to structured CloudEvents there (zot's NATS sink),
+    /// or with --nats-stream share a durable JetStream work queue.
+    #[command(flatten)]
+    pub nats: sidescan_nats::ConnectArgs,
 
     /// The subject zot publishes on (its sink's `channel`).
     #[arg(long, default_value = "zot.events", requires = "nats")]
     pub nats_subject: String,
-
-    /// NATS credentials file (.creds).
-    #[arg(long, value_name = "FILE", requires = "nats")]
-    pub nats_creds: Option<PathBuf>,
-
-    /// NATS token.
-    #[arg(
-        long,
-        env = "SIDESCAN_NATS_TOKEN",
-        hide_env_values = true,
-        requires = "nats"
-    )]
-    pub nats_token: Option<String>,
-
-    /// NATS user (with --nats-password).
-    #[arg(long, requires = "nats")]
-    pub nats_user: Option<String>,
-
-    /// NATS password.
-    #[arg(
-        long,
-        env = "SIDESCAN_NATS_PASSWORD",
-        hide_env_values = true,
-        requires = "nats"
-    )]
-    pub nats_password: Option<String>,
-
-    /// PEM CA certificate for tls:// NATS servers.
-    #[arg(long, value_name = "FILE", requires = "nats")]
-    pub nats_ca: Option<PathBuf>,
 
     /// Use a durable JetStream work queue of this name on --nats (created if missing, capturing
     /// --nats-subject) instead of the in-process queue: any number of watchers share it.

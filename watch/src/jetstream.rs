@@ -192,6 +192,7 @@ impl JetStreamQueue {
         };
         self.ready.store(true, Ordering::Relaxed);
         tracing::info!(stream = %self.options.stream, consumer = %self.options.consumer, "JetStream queue ready");
+        tokio::spawn(report_lag(consumer.clone(), watcher.clone()));
         let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         loop {
             let mut messages = match consumer
@@ -311,6 +312,22 @@ impl JetStreamQueue {
         watcher.metrics.jetstream("dead-lettered");
     }
 }
+
+/// Keeps the consumer-lag gauges current (what KEDA or an HPA on Prometheus scales on).
+async fn report_lag(consumer: consumer::PullConsumer, watcher: Arc<Watcher>) {
+    loop {
+        match consumer.get_info().await {
+            Ok(info) => watcher
+                .metrics
+                .consumer_pending(info.num_pending, info.num_ack_pending as u64),
+            Err(e) => tracing::debug!(error = %e, "JetStream consumer info"),
+        }
+        tokio::time::sleep(LAG_INTERVAL).await;
+    }
+}
+
+/// How often the consumer lag is read.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The keepalive loop never ends; this types the `select!` arm.
 fn unreachable_keepalive() -> Result<(), Failure> {

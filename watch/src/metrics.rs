@@ -20,6 +20,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     latency: Histogram,
     jetstream: Family<Labels, Counter>,
+    consumer_pending: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,8 +87,17 @@ impl Metrics {
             "Jobs of the JetStream queue by outcome (published, acked, nacked, redelivered, dead-lettered)",
             jetstream.clone(),
         );
+        let consumer_pending = Family::<Labels, Gauge>::default();
+        registry.register(
+            "jetstream_consumer_pending",
+            "Consumer lag of the JetStream queue, by state: waiting (published, not yet delivered \
+             to any watcher) and unacked (delivered, being scanned or awaiting redelivery); \
+             refreshed every 5 s",
+            consumer_pending.clone(),
+        );
         Self {
             jetstream,
+            consumer_pending,
             registry,
             events,
             scans,
@@ -147,6 +157,15 @@ impl Metrics {
         self.jetstream
             .get_or_create(&vec![("outcome", outcome.into())])
             .inc();
+    }
+
+    /// Sets the JetStream consumer lag: jobs `waiting` for delivery and `unacked` ones.
+    pub fn consumer_pending(&self, waiting: u64, unacked: u64) {
+        for (state, n) in [("waiting", waiting), ("unacked", unacked)] {
+            self.consumer_pending
+                .get_or_create(&vec![("state", state.into())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Sets the queue depth.

@@ -12,7 +12,7 @@ use crate::emit::Emitter;
 use crate::http::{self, EventLimits};
 use crate::jetstream::{JetStreamOptions, JetStreamQueue};
 use crate::metrics::Metrics;
-use crate::nats::{self, NatsOptions};
+use crate::nats;
 use crate::plugins::Plugin;
 use crate::queue::Queue;
 use crate::watcher::Watcher;
@@ -67,7 +67,11 @@ pub fn build(args: &Args) -> Result<Watcher, String> {
         attempts: args.attempts.max(1),
         ready: AtomicBool::new(false),
         not_ready_because: std::sync::Mutex::new("starting".into()),
-        nats_connected: args.nats.as_ref().map(|_| Arc::new(AtomicBool::new(false))),
+        nats_connected: args
+            .nats
+            .url
+            .as_ref()
+            .map(|_| Arc::new(AtomicBool::new(false))),
         jetstream: None,
         image_locks: Default::default(),
     })
@@ -81,17 +85,17 @@ pub async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let nats_options = args.nats.as_ref().map(|url| NatsOptions {
-        url: url.clone(),
-        subject: args.nats_subject.clone(),
-        creds: args.nats_creds.clone(),
-        token: args.nats_token.clone(),
-        user_password: args.nats_user.clone().zip(args.nats_password.clone()),
-        ca: args.nats_ca.clone(),
-    });
     // The client connects in the background; `nats_connected` follows it.
-    let nats_client = match &nats_options {
-        Some(options) => Some(nats::connect(watcher.nats_connected.clone(), options).await?),
+    let nats_client = match &args.nats.url {
+        Some(_) => Some(
+            sidescan_nats::connect(
+                "sidescan-watch",
+                &args.nats,
+                true,
+                watcher.nats_connected.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     if let (Some(client), Some(stream)) = (&nats_client, &args.nats_stream) {
@@ -129,12 +133,13 @@ pub async fn run(args: Args) -> Result<(), String> {
         }
     }
     tokio::spawn(watcher.clone().check_health(HEALTH_INTERVAL));
-    if let (Some(client), Some(options)) = (nats_client, nats_options)
+    if let Some(client) = nats_client
         && watcher.jetstream.is_none()
     {
         let watcher = watcher.clone();
+        let subject = args.nats_subject.clone();
         tokio::spawn(async move {
-            if let Err(e) = nats::run(watcher, client, options).await {
+            if let Err(e) = nats::run(watcher, client, subject).await {
                 tracing::error!(error = %e, "NATS subscription stopped");
             }
         });

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, kv, object_store, stream};
+use async_nats::jetstream::{self, kv, object_store};
 use base64::Engine as _;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
@@ -88,62 +88,22 @@ impl NatsJobStore {
         replicas: usize,
     ) -> Result<Self, StoreError> {
         let js = jetstream::new(client);
-        // The bucket and the object store are created as the streams they are, rather than
-        // with async-nats' create_key_value / create_object_store: those first query the
-        // account info, whose answer from nats-server 2.9 (Debian's) async-nats cannot parse.
-        // The stream settings are the ones those calls use.
-        let replicas = replicas.max(1);
-        js.get_or_create_stream(stream::Config {
-            name: format!("KV_{JOBS_BUCKET}"),
-            subjects: vec![format!("$KV.{JOBS_BUCKET}.>")],
-            max_messages_per_subject: 1,
-            max_age: ttl,
-            num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            duplicate_window: ttl.min(Duration::from_secs(120)),
-            ..Default::default()
-        })
+        let jobs = sidescan_nats::bucket::key_value(
+            &js,
+            &sidescan_nats::bucket::KeyValueConfig {
+                name: JOBS_BUCKET.into(),
+                max_age: ttl,
+                max_bytes: -1,
+                replicas,
+                discard_oldest: false,
+            },
+        )
         .await
-        .map_err(|e| err("job bucket")(e.to_string()))?;
-        let jobs = js
-            .get_key_value(JOBS_BUCKET)
+        .map_err(err("job bucket"))?;
+        let reports = sidescan_nats::bucket::object_store(&js, REPORTS_BUCKET, ttl, replicas)
             .await
-            .map_err(|e| err("job bucket")(e.to_string()))?;
-        js.get_or_create_stream(stream::Config {
-            name: format!("OBJ_{REPORTS_BUCKET}"),
-            subjects: vec![
-                format!("$O.{REPORTS_BUCKET}.C.>"),
-                format!("$O.{REPORTS_BUCKET}.M.>"),
-            ],
-            max_age: ttl,
-            num_replicas: replicas,
-            allow_rollup: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err("report store")(e.to_string()))?;
-        let reports = js
-            .get_object_store(REPORTS_BUCKET)
-            .await
-            .map_err(|e| err("report store")(e.to_string()))?;
+            .map_err(err("report store"))?;
         Ok(Self { jobs, reports })
-    }
-
-    /// Connects to the NATS server at `url` and opens the store (see [`NatsJobStore::connect`]).
-    pub async fn connect_url(
-        url: &str,
-        ttl: Duration,
-        replicas: usize,
-    ) -> Result<Self, StoreError> {
-        let client = async_nats::connect(url)
-            .await
-            .map_err(|e| StoreError(format!("NATS {url}: {e}")))?;
-        Self::connect(client, ttl, replicas).await
     }
 
     /// The store as the trait object `HarborService` takes.

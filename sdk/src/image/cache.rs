@@ -10,10 +10,15 @@
 //! rules.
 //! A new engine version (signature set, vulnerability DB) changes every key, so no result from an
 //! older engine state is served.
+//!
+//! [`ResultCache`] reads this disk tier first and, with `--nats`, a cluster-wide tier
+//! ([`shared`]) under the same keys.
 
 mod blob;
+mod shared;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -21,6 +26,69 @@ use crate::image::layer::PARSER_GENERATION;
 use crate::model::ScanFindings;
 
 pub(crate) use blob::{BlobCache, BlobHandle};
+pub(crate) use shared::SharedResults;
+
+use crate::metrics::{CacheKind, Metrics};
+
+/// The result caches of one server: this machine's disk first, then (with `--nats`) the
+/// cluster's bucket, whose hits are copied to disk.
+#[derive(Debug, Clone)]
+pub(crate) struct ResultCache {
+    dir: PathBuf,
+    shared: Option<Arc<SharedResults>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ResultCache {
+    /// Tiers over `dir` and, when given, `shared`; shared lookups are counted in `metrics`.
+    pub(crate) fn new(
+        dir: PathBuf,
+        shared: Option<Arc<SharedResults>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            dir,
+            shared,
+            metrics,
+        }
+    }
+
+    /// The result under `key` from the first tier that has a readable one.
+    pub(crate) async fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: CacheKind,
+        key: &str,
+    ) -> Option<T> {
+        if let Some(found) = load_result(&self.dir, key).await {
+            return Some(found);
+        }
+        let shared = self.shared.as_ref()?;
+        let json = shared.get(key).await;
+        self.metrics.shared_cache_lookup(kind, json.is_some());
+        let json = json?;
+        match serde_json::from_slice(&json) {
+            Ok(found) => {
+                store_json(&self.dir, key, json).await;
+                Some(found)
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "unreadable shared cached result; scanning again");
+                None
+            }
+        }
+    }
+
+    /// Stores `result` under `key` in every tier.
+    pub(crate) async fn store<T: serde::Serialize>(&self, key: &str, result: &T) {
+        let Ok(json) = serde_json::to_vec(result) else {
+            return;
+        };
+        if let Some(shared) = &self.shared {
+            shared.put(key, &json).await;
+        }
+        store_json(&self.dir, key, json).await;
+    }
+}
 
 /// What identifies one layer's content as the scanner sees it: the blob, how it is decoded
 /// (media type), and the uncompressed stream it must decode to (diff_id).
@@ -144,10 +212,7 @@ pub(crate) fn image_result_key(
 }
 
 /// A cached result (per layer or per image), if present and readable.
-pub(crate) async fn load_result<T: serde::de::DeserializeOwned>(
-    dir: &Path,
-    key: &str,
-) -> Option<T> {
+async fn load_result<T: serde::de::DeserializeOwned>(dir: &Path, key: &str) -> Option<T> {
     let bytes = tokio::fs::read(dir.join(format!("{key}.json")))
         .await
         .ok()?;
@@ -161,10 +226,15 @@ pub(crate) async fn load_result<T: serde::de::DeserializeOwned>(
 }
 
 /// Stores a result (write to temp, rename). Failures are logged, not fatal.
-pub(crate) async fn store_result<T: serde::Serialize>(dir: &Path, key: &str, findings: &T) {
-    let Ok(json) = serde_json::to_vec(findings) else {
-        return;
-    };
+#[cfg(test)]
+async fn store_result<T: serde::Serialize>(dir: &Path, key: &str, findings: &T) {
+    if let Ok(json) = serde_json::to_vec(findings) {
+        store_json(dir, key, json).await;
+    }
+}
+
+/// Stores a result's JSON (write to temp, rename). Failures are logged, not fatal.
+async fn store_json(dir: &Path, key: &str, json: Vec<u8>) {
     let tmp = dir.join(format!(".{key}.{}", uuid::Uuid::new_v4().simple()));
     let path = dir.join(format!("{key}.json"));
     let result = async {

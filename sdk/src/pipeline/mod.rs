@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::context::ScanContext;
 use crate::error::Error;
 use crate::image::auth::parse_authorization;
-use crate::image::cache::BlobCache;
+use crate::image::cache::{BlobCache, ResultCache, SharedResults};
 use crate::image::reference::{Target, normalize_host, resolve_target};
 use crate::image::registry::ClientPool;
 use crate::limits::Limits;
@@ -118,6 +118,7 @@ pub struct Pipeline {
     options: PipelineOptions,
     allowed: Vec<String>,
     cache: Arc<BlobCache>,
+    results: ResultCache,
     clients: ClientPool,
     metrics: Arc<Metrics>,
 }
@@ -134,15 +135,18 @@ impl Pipeline {
     /// A pipeline with `options`; creates the cache and scratch directories and rescans the blob
     /// cache. A malformed `allowed_registries` entry is INVALID_ARGUMENT.
     pub fn new(options: PipelineOptions) -> Result<Self, Error> {
-        Self::with_metrics(options, Arc::new(Metrics::new()))
+        Self::with_metrics(options, Arc::new(Metrics::new()), None)
     }
 
-    /// [`Pipeline::new`], counting pulled bytes and cache lookups in the server's `metrics`.
+    /// [`Pipeline::new`], counting pulled bytes and cache lookups in the server's `metrics`,
+    /// with the cluster's `shared` result tier behind the disk one (`--nats`).
     pub(crate) fn with_metrics(
         options: PipelineOptions,
         metrics: Arc<Metrics>,
+        shared: Option<Arc<SharedResults>>,
     ) -> Result<Self, Error> {
         let cache = BlobCache::open(&options.cache_dir, options.cache_max_bytes)?;
+        let results = ResultCache::new(cache.results_dir().to_path_buf(), shared, metrics.clone());
         std::fs::create_dir_all(&options.scratch_root).map_err(|e| {
             Error::failed_precondition(format!(
                 "cannot create scratch dir {}: {e}",
@@ -159,6 +163,7 @@ impl Pipeline {
             clients: ClientPool::new(metrics.clone(), allowed.clone()),
             allowed,
             cache,
+            results,
             metrics,
         })
     }
@@ -224,6 +229,7 @@ impl Pipeline {
         let run = run::Run {
             options: &self.options,
             cache: self.cache.clone(),
+            results: self.results.clone(),
             metrics: self.metrics.clone(),
             session,
             scanner: scanner.clone(),

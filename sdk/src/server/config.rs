@@ -210,16 +210,35 @@ pub struct ServerConfig {
     #[arg(long, env = "SIDESCAN_HARBOR_JOB_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub harbor_job_ttl: Duration,
 
-    /// Keep Harbor jobs and reports in NATS JetStream at this URL (a key-value bucket and an
-    /// object store) instead of in this process, so that replicas behind one Service share
-    /// them: Harbor may submit to one and poll another. Needs --harbor-listen.
+    /// --nats and its credentials (SIDESCAN_NATS_URL, ...): the layer and image result caches
+    /// gain a shared tier in a JetStream key-value bucket (a layer scanned by one replica is a
+    /// hit on every other), and with --harbor-listen, Harbor jobs and reports live in JetStream
+    /// (a key-value bucket and an object store), so Harbor may submit to one replica behind a
+    /// Service and poll another.
+    #[command(flatten)]
+    pub nats: sidescan_nats::ConnectArgs,
+
+    /// Replicas of the NATS buckets (in a NATS cluster).
     #[arg(
-        long = "nats",
-        env = "SIDESCAN_NATS_URL",
-        value_name = "URL",
-        requires = "harbor_listen"
+        long,
+        env = "SIDESCAN_NATS_REPLICAS",
+        default_value_t = 1,
+        requires = "nats"
     )]
-    pub nats_url: Option<String>,
+    pub nats_replicas: usize,
+
+    /// How long a result stays in the shared result cache on --nats after it was written.
+    #[arg(long, env = "SIDESCAN_NATS_CACHE_TTL", default_value = "7d", value_parser = humantime::parse_duration, requires = "nats")]
+    pub nats_cache_ttl: Duration,
+
+    /// Size cap of the shared result cache on --nats; the oldest results are dropped past it.
+    #[arg(
+        long,
+        env = "SIDESCAN_NATS_CACHE_MAX_SIZE",
+        default_value = "1GiB",
+        requires = "nats"
+    )]
+    pub nats_cache_max_size: ByteSize,
 
     /// Serve Prometheus metrics (GET /metrics, OpenMetrics text) over plain HTTP on this
     /// host:port. Off when not given.

@@ -62,6 +62,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     scan: ScanGrpc,
     config: &ServerConfig,
+    nats: Option<async_nats::Client>,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -74,11 +75,15 @@ pub(crate) async fn serve(
         },
         ..HarborOptions::default()
     };
-    let jobs: Arc<dyn sidescan_harbor::JobStore> = match &config.nats_url {
-        Some(url) => sidescan_harbor::NatsJobStore::connect_url(url, config.harbor_job_ttl, 1)
-            .await
-            .map_err(|e| ServeError::Config(format!("--nats: {e}")))?
-            .shared(),
+    let jobs: Arc<dyn sidescan_harbor::JobStore> = match nats {
+        Some(client) => sidescan_harbor::NatsJobStore::connect(
+            client,
+            config.harbor_job_ttl,
+            config.nats_replicas,
+        )
+        .await
+        .map_err(|e| ServeError::Config(format!("--nats: {e}")))?
+        .shared(),
         None => Arc::new(MemoryJobStore::new(config.harbor_job_ttl)),
     };
     let service = Arc::new(HarborService::new(Arc::new(InProcess(scan)), jobs, options));

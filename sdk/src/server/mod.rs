@@ -29,6 +29,7 @@ use tonic::transport::{Server, server::TcpIncoming};
 
 pub use config::{ListenAddr, LogFormat, ServerConfig, parse_args};
 
+use crate::image::cache::SharedResults;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plugin::{Readiness, Scanner};
@@ -134,8 +135,30 @@ pub async fn run(
     let info = scanner.info();
     let metrics = Arc::new(Metrics::new());
     metrics.set_plugin(&info.name, &info.version);
+    // One NATS connection for the shared result tier and the Harbor job store (`--nats`).
+    let nats = match &config.nats.url {
+        Some(_) => Some(
+            sidescan_nats::connect(&info.name, &config.nats, false, None)
+                .await
+                .map_err(|e| ServeError::Config(format!("--nats: {e}")))?,
+        ),
+        None => None,
+    };
+    let shared_results = match &nats {
+        Some(client) => Some(Arc::new(
+            SharedResults::open(
+                client.clone(),
+                config.nats_cache_ttl,
+                config.nats_cache_max_size.as_u64(),
+                config.nats_replicas,
+            )
+            .await
+            .map_err(|e| ServeError::Config(format!("--nats: {e}")))?,
+        )),
+        None => None,
+    };
     let pipeline = Arc::new(
-        Pipeline::with_metrics(config.pipeline_options(), metrics.clone())
+        Pipeline::with_metrics(config.pipeline_options(), metrics.clone(), shared_results)
             .map_err(|e| ServeError::Config(e.message().to_owned()))?,
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -231,8 +254,10 @@ pub async fn run(
             }
             let config = config.clone();
             let stop = stop_metrics.clone();
+            let nats = nats.clone();
             Some(tokio::spawn(async move {
-                if let Err(e) = harbor::serve(listener, harbor_scan, &config, tls, stop).await {
+                if let Err(e) = harbor::serve(listener, harbor_scan, &config, nats, tls, stop).await
+                {
                     tracing::error!(error = %e, "the Harbor API stopped");
                 }
             }))

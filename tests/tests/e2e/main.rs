@@ -12,6 +12,7 @@ mod registry;
 mod registry_limits;
 mod scan;
 mod server;
+mod shared_cache;
 mod signatures;
 mod support;
 mod zot;

@@ -5,26 +5,14 @@
 use std::time::{Duration, Instant};
 
 use sidescan_proto::v1 as pb;
-use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
 use sidescan_testkit::metrics::Scrape;
 use sidescan_testkit::oci::Artifact;
 use sidescan_testkit::plugin::{PluginProcess, ServingStatus, Signal, test_plugin_binary};
 use sidescan_testkit::registry::Registry;
 
-use crate::support::scan_request as request;
+use crate::support::{image_with, scan_request as request};
 use tokio_stream::StreamExt;
 use tonic::Code;
-
-/// A clean base layer plus a top layer with `text` (distinct texts make distinct images).
-fn image_with(text: &str) -> Artifact {
-    Image::new()
-        .layer(fixtures::base_layer())
-        .layer(Layer::new([Entry::file(
-            "app/note.txt",
-            format!("{text} SIDESCAN-TEST-FINDING\n").into_bytes(),
-        )]))
-        .build()
-}
 
 /// Bytes of the image's config and layer blobs: what one uncached scan pulls.
 fn blob_bytes(image: &Artifact) -> f64 {

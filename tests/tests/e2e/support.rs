@@ -11,6 +11,19 @@ use sidescan_testkit::fixtures::EICAR;
 use sidescan_testkit::registry::Registry;
 use tokio::io::AsyncReadExt;
 
+/// A clean base layer plus a top layer with `text` and the test plugin's marker (one finding);
+/// distinct texts make distinct images on the same base.
+pub(crate) fn image_with(text: &str) -> sidescan_testkit::oci::Artifact {
+    use sidescan_testkit::fixtures::{self, Entry, Image, Layer};
+    Image::new()
+        .layer(fixtures::base_layer())
+        .layer(Layer::new([Entry::file(
+            "app/note.txt",
+            format!("{text} SIDESCAN-TEST-FINDING\n").into_bytes(),
+        )]))
+        .build()
+}
+
 /// A `ScanRequest` for `repo:tag` on the test `registry`, anonymous, primary report only.
 pub(crate) fn scan_request(
     registry: &Registry,

@@ -89,8 +89,11 @@ async fn assert_one_report_each(
     }
 }
 
+/// How many events the two-worker run takes.
+const EVENTS: usize = 100;
+
 #[tokio::test]
-async fn a_worker_killed_mid_scan_loses_no_job_and_each_image_gets_one_report() {
+async fn a_worker_killed_mid_run_loses_none_of_100_jobs_and_each_image_gets_one_report() {
     let nats = NatsServer::start();
     let plugin = slow_plugin("300ms").await;
     let registry = Registry::anonymous();
@@ -100,42 +103,49 @@ async fn a_worker_killed_mid_scan_loses_no_job_and_each_image_gets_one_report() 
     b.wait_ready(Duration::from_secs(30)).await;
 
     let mut images = Vec::new();
-    for i in 0..12 {
+    for i in 0..EVENTS {
         let repo = format!("fleet/app{i}");
         let digest = registry.push(&marked_image(&repo), &repo, "1").await;
-        assert_eq!(post_push(&a, &repo, &digest).await, 202);
+        // Events arrive at both watchers, as behind a Service.
+        let to = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(post_push(to, &repo, &digest).await, 202);
         images.push((repo, digest));
     }
-    // A has published every job; let both start working, then kill A without warning.
-    let oci = client(&registry);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Let A finish about half of its share, then kill it without warning: its jobs in flight
+    // are redelivered to B after the ack wait.
+    let acked = "sidescan_watch_jetstream_jobs_total{outcome=\"acked\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = a.metrics_text().await;
-        if metric(
-            &text,
-            "sidescan_watch_jetstream_jobs_total{outcome=\"acked\"}",
-        ) >= 1.0
-        {
+        if metric(&text, acked) >= (EVENTS / 4) as f64 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "A acked nothing: {text}\n{}",
+            "A acked too little: {text}\n{}",
             a.logs()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let acked_by_a = metric(&a.metrics_text().await, acked);
     a.kill();
+    let killed_at = Instant::now();
     assert_one_report_each(&registry, &images, || b.logs()).await;
     let text = b.metrics_text().await;
-    assert!(
-        metric(
-            &text,
-            "sidescan_watch_jetstream_jobs_total{outcome=\"acked\"}"
-        ) >= 1.0,
-        "{text}"
+    let acked_by_b = metric(&text, acked);
+    let redelivered = metric(
+        &text,
+        "sidescan_watch_jetstream_jobs_total{outcome=\"redelivered\"}",
     );
-    drop(oci);
+    println!(
+        "{EVENTS} events: A acked {acked_by_a} before SIGKILL, B acked {acked_by_b} ({redelivered} \
+         of them redelivered from A) and finished {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert!(
+        acked_by_a + acked_by_b >= EVENTS as f64,
+        "every job acked by someone: A {acked_by_a}, B {acked_by_b}\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -235,4 +245,33 @@ async fn a_poison_job_is_dead_lettered_and_the_rest_keep_flowing() {
         1.0,
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_consumer_lag_is_exported_for_autoscaling() {
+    let nats = NatsServer::start();
+    let plugin = slow_plugin("2s").await;
+    let registry = Registry::anonymous();
+    let mut args = jetstream_args(&nats.url());
+    args.extend(["--concurrency", "1"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let w = start_watch("127.0.0.1:0", &registry.url(), &[&plugin], &args);
+    w.wait_ready(Duration::from_secs(30)).await;
+    for i in 0..5 {
+        let repo = format!("lag/app{i}");
+        let digest = registry.push(&marked_image(&repo), &repo, "1").await;
+        assert_eq!(post_push(&w, &repo, &digest).await, 202);
+    }
+    // One job runs at a time for 2 s or more: the gauges must show the others waiting.
+    let waiting = "sidescan_watch_jetstream_consumer_pending{state=\"waiting\"}";
+    let unacked = "sidescan_watch_jetstream_consumer_pending{state=\"unacked\"}";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = w.metrics_text().await;
+        if metric(&text, waiting) + metric(&text, unacked) >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no lag seen: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -22,7 +22,7 @@ use super::{PipelineOptions, PipelineOutcome, ResolvedImage};
 use crate::context::{Phase, ProgressEvent, ScanContext};
 use crate::error::Error;
 use crate::image::auth::Credentials;
-use crate::image::cache::{BlobCache, BlobHandle};
+use crate::image::cache::{BlobCache, BlobHandle, ResultCache};
 use crate::image::error::Error as ImageError;
 use crate::image::layer::Budget;
 use crate::image::manifest::{
@@ -50,6 +50,8 @@ const PARALLEL_DOWNLOADS: usize = 3;
 pub(super) struct Run<'a> {
     pub(super) options: &'a PipelineOptions,
     pub(super) cache: Arc<BlobCache>,
+    /// The per-layer and whole-image result caches (disk, then the cluster's tier).
+    pub(super) results: ResultCache,
     pub(super) metrics: Arc<Metrics>,
     pub(super) session: Arc<Session>,
     pub(super) scanner: Arc<dyn Scanner>,

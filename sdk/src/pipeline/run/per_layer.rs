@@ -34,7 +34,6 @@ impl Run<'_> {
         let engine = self.scanner.engine_version().await?;
         self.metrics.set_engine_version(&engine);
         let budget = self.budget.clone();
-        let results = self.cache.results_dir().to_path_buf();
         let mut to_download = 0u64;
         let mut keys = Vec::new();
         let mut cached = Vec::new();
@@ -52,7 +51,9 @@ impl Run<'_> {
                 diff_id: &diff_ids[index],
             };
             let key = cache::result_key(&info.name, &info.version, &engine, identity);
-            let hit = cache::load_result::<CachedLayerResult>(&results, &key)
+            let hit = self
+                .results
+                .load::<CachedLayerResult>(CacheKind::Layer, &key)
                 .await
                 .filter(|c| c.matches(identity))
                 .map(|c| c.findings);
@@ -120,7 +121,7 @@ impl Run<'_> {
                             media_type: layer.media_type.trim().to_ascii_lowercase(),
                             findings: f.clone(),
                         };
-                        cache::store_result(&results, &keys[i], &cached).await;
+                        self.results.store(&keys[i], &cached).await;
                     }
                     out.extend(f);
                 }

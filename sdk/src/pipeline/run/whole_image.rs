@@ -43,8 +43,10 @@ impl Run<'_> {
             &ctx.report_types,
             input_kind,
         );
-        let results = self.cache.results_dir().to_path_buf();
-        let hit = cache::load_result::<cache::CachedImageResult>(&results, &key).await;
+        let hit = self
+            .results
+            .load::<cache::CachedImageResult>(CacheKind::Image, &key)
+            .await;
         self.metrics.cache_lookup(CacheKind::Image, hit.is_some());
         if let Some(hit) = hit {
             tracing::debug!(manifest = %manifest_digest, "image result cache hit");
@@ -52,7 +54,7 @@ impl Run<'_> {
         }
         let findings = scan.await?;
         if let Some(cacheable) = cache::CachedImageResult::from_findings(&findings) {
-            cache::store_result(&results, &key, &cacheable).await;
+            self.results.store(&key, &cacheable).await;
         }
         Ok(findings)
     }

@@ -1,0 +1,104 @@
+//! The `--nats*` flags and connecting with them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How to reach NATS: the flags (and environment variables) shared by every sidescan program.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// NATS server URL(s), comma-separated: nats://host:4222, tls://host:4222.
+    #[arg(
+        long = "nats",
+        id = "nats",
+        env = "SIDESCAN_NATS_URL",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+
+    /// NATS credentials file (.creds).
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// NATS token.
+    #[arg(
+        long,
+        env = "SIDESCAN_NATS_TOKEN",
+        hide_env_values = true,
+        requires = "nats"
+    )]
+    pub nats_token: Option<String>,
+
+    /// NATS user (with --nats-password).
+    #[arg(long, requires = "nats")]
+    pub nats_user: Option<String>,
+
+    /// NATS password.
+    #[arg(
+        long,
+        env = "SIDESCAN_NATS_PASSWORD",
+        hide_env_values = true,
+        requires = "nats"
+    )]
+    pub nats_password: Option<String>,
+
+    /// PEM CA certificate for tls:// NATS servers.
+    #[arg(long, value_name = "FILE", requires = "nats")]
+    pub nats_ca: Option<PathBuf>,
+}
+
+/// Connects as `name` with `args` (whose URL must be set). With `retry_on_initial_connect` this
+/// returns at once and keeps trying in the background; `connected`, when given, follows the
+/// connection state. Errors: no URL, an unreadable credentials file, a malformed URL.
+pub async fn connect(
+    name: &str,
+    args: &ConnectArgs,
+    retry_on_initial_connect: bool,
+    connected: Option<Arc<AtomicBool>>,
+) -> Result<async_nats::Client, String> {
+    let url = args.url.as_deref().ok_or("--nats is not set")?;
+    let mut options = async_nats::ConnectOptions::new().name(name);
+    if retry_on_initial_connect {
+        options = options.retry_on_initial_connect();
+    }
+    if let Some(file) = &args.nats_creds {
+        options = options
+            .credentials_file(file)
+            .await
+            .map_err(|e| format!("NATS credentials {}: {e}", file.display()))?;
+    }
+    if let Some(token) = &args.nats_token {
+        options = options.token(token.clone());
+    }
+    if let Some((user, password)) = args.nats_user.clone().zip(args.nats_password.clone()) {
+        options = options.user_and_password(user, password);
+    }
+    if let Some(ca) = &args.nats_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let flag = connected.clone();
+    options = options.event_callback(move |event| {
+        let flag = flag.clone();
+        async move {
+            if let Some(flag) = &flag {
+                match event {
+                    async_nats::Event::Connected => flag.store(true, Ordering::Relaxed),
+                    async_nats::Event::Disconnected => flag.store(false, Ordering::Relaxed),
+                    _ => {}
+                }
+            }
+            tracing::info!(?event, "NATS");
+        }
+    });
+    let client = options
+        .connect(url)
+        .await
+        .map_err(|e| format!("NATS {url}: {e}"))?;
+    if let Some(flag) = &connected {
+        flag.store(
+            client.connection_state() == async_nats::connection::State::Connected,
+            Ordering::Relaxed,
+        );
+    }
+    Ok(client)
+}
