@@ -66,7 +66,12 @@ impl NatsServer {
         panic!("nats-server did not start; last log:\n{last}");
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The client URL, `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://{}", self.addr)
     }

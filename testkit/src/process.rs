@@ -120,6 +120,30 @@ pub fn peak_rss(pid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other(format!("no VmHWM in /proc/{pid}/status")))
 }
 
+/// CPU time (user + system) `pid` has used so far, in seconds, from `/proc/PID/stat`; with
+/// `children`, that of its children it has waited for too.
+pub fn cpu_seconds(pid: u32, children: bool) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses; utime is field 14.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))?;
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let ticks = if children {
+        fields.iter().sum::<f64>()
+    } else {
+        fields.iter().take(2).sum::<f64>()
+    };
+    // USER_HZ is 100 on every Linux the test kit runs on (sysconf(_SC_CLK_TCK) needs libc).
+    Ok(ticks / 100.0)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind `:0`, read, release).
 ///
 /// Another process may take it before you use it: callers that start servers on it

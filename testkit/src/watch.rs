@@ -117,3 +117,17 @@ impl WatchProcess {
         self.child.stop();
     }
 }
+
+/// Runs `sidescan report IMAGE --registry URL` with `extra` (the workspace's `sidescan`
+/// binary): its exit code and stdout.
+pub fn sidescan_report(image: &str, registry: &str, extra: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(crate::plugin::workspace_binary("sidescan"))
+        .args(["report", image, "--registry", registry])
+        .args(extra)
+        .output()
+        .expect("run sidescan report");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

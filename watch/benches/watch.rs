@@ -38,10 +38,6 @@
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use sidescan_oci::report::{self, REPORT_ARTIFACT_TYPE};
-use sidescan_oci::{Credentials, Registry as OciRegistry, referrers};
-use sidescan_testkit::fixtures::{Entry, Image, Layer};
-use sidescan_testkit::metrics::Scrape;
 use sidescan_testkit::oci::Artifact;
 use sidescan_testkit::plugin::{
     PluginProcess, ServingStatus, test_plugin_binary, workspace_binary,
@@ -50,13 +46,8 @@ use sidescan_testkit::process::{free_port, peak_rss};
 use sidescan_testkit::registry::Registry;
 use sidescan_testkit::watch::WatchProcess;
 
-/// The test plugin's scanner name, as its reports are annotated.
-const SCANNER: &str = "sidescan-test-plugin";
-
-/// The repository every image is pushed to.
-const REPO: &str = "bench/app";
-
-const MIB: f64 = 1024.0 * 1024.0;
+mod common;
+use common::{MIB, REPO, has_report, image, load_average, oci_client, reported, verify};
 
 /// Benchmark settings from the command line.
 struct Settings {
@@ -72,11 +63,7 @@ fn settings() -> Result<Settings, String> {
         images: 200,
         concurrency: vec![2, 4],
     };
-    // `cargo bench` passes `--bench`; ignore it.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = common::bench_args();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(usage)?;
@@ -91,29 +78,6 @@ fn settings() -> Result<Settings, String> {
         }
     }
     Ok(s)
-}
-
-/// A small image no other image shares a layer with: `part` and `n` make it distinct.
-fn image(part: u64, n: u64) -> Artifact {
-    let id = format!("{part}-{n}");
-    Image::new()
-        .layer(Layer::new([
-            Entry::dir("etc"),
-            Entry::file(
-                "etc/os-release",
-                format!("NAME=\"bench\"\nID=bench\nVERSION_ID={id}\n"),
-            ),
-            Entry::file("etc/hostname", format!("bench-{id}\n")),
-            Entry::dir("bin"),
-            Entry::file("bin/run", format!("#!/bin/sh\necho {id}\n")).mode(0o755),
-        ]))
-        .layer(Layer::new([
-            Entry::dir("app"),
-            Entry::pseudo_random("app/data.bin", 32 << 10, part << 32 | n),
-            Entry::file("app/config.txt", format!("image = {id}\nworkers = 4\n")),
-            Entry::file("app/finding.txt", format!("{id} SIDESCAN-TEST-FINDING\n")),
-        ]))
-        .build()
 }
 
 /// A fresh test plugin (empty caches), serving.
@@ -147,41 +111,6 @@ async fn watched(plugin: &PluginProcess, concurrency: usize) -> Watched {
     );
     watch.wait_ready(Duration::from_secs(20)).await;
     Watched { registry, watch }
-}
-
-fn oci_client(registry: &Registry) -> Result<OciRegistry, String> {
-    OciRegistry::new(&registry.url(), Credentials::Anonymous, false).map_err(|e| e.to_string())
-}
-
-/// Whether `REPO@digest` lists a report by the test plugin with its finding.
-async fn has_report(oci: &OciRegistry, digest: &str) -> Result<bool, String> {
-    let found = referrers::list(oci, REPO, digest)
-        .await
-        .map_err(|e| format!("referrers of {digest}: {e}"))?;
-    Ok(report::latest(&found.entries).iter().any(|r| {
-        r.artifact_type == REPORT_ARTIFACT_TYPE
-            && r.scanner.name == SCANNER
-            && r.complete
-            && r.summary.get("high") == Some(&1)
-    }))
-}
-
-/// Checks that every digest lists its report.
-async fn verify(oci: &OciRegistry, digests: &[String], who: &str) -> Result<(), String> {
-    for digest in digests {
-        if !has_report(oci, digest).await? {
-            return Err(format!("{who}: no report on {REPO}@{digest}"));
-        }
-    }
-    Ok(())
-}
-
-/// How many reports the watcher has attached (its `scans_total{outcome="reported"}`).
-async fn reported(watch: &WatchProcess) -> f64 {
-    Scrape::parse(&watch.metrics_text().await).sum(
-        "sidescan_watch_scans_total",
-        &[("scanner", SCANNER), ("outcome", "reported")],
-    )
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -340,12 +269,6 @@ fn loop_run(rt: &tokio::runtime::Runtime, images: usize) -> Result<Run, String> 
     })
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 fn bench() -> Result<(), String> {
     let s = settings()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -447,11 +370,5 @@ fn bench() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match bench() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("benchmark failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(bench())
 }

@@ -15,23 +15,10 @@ use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
 use sidescan_testkit::process::free_port;
 use sidescan_testkit::registry::Registry;
 use sidescan_testkit::tool;
-use sidescan_testkit::watch::WatchProcess;
+use sidescan_testkit::watch::{WatchProcess, sidescan_report as report};
 
 /// Where the sample image keeps the EICAR file.
 const EICAR_IN_IMAGE: &str = "usr/share/demo/eicar.com";
-
-/// `sidescan report IMAGE --registry URL` with `extra`: (exit code, stdout).
-fn report(image: &str, registry: &str, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(workspace_binary("sidescan"))
-        .args(["report", image, "--registry", registry])
-        .args(extra)
-        .output()
-        .expect("run sidescan report");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
 
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
