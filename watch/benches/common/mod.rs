@@ -94,5 +94,8 @@ pub(crate) fn exit(result: Result<(), String>) -> std::process::ExitCode {
 
 /// The bench's own arguments (`cargo bench` adds `--bench`, which is dropped).
 pub(crate) fn bench_args() -> Vec<String> {
-    std::env::args().skip(1).filter(|a| a != "--bench").collect()
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
 }
