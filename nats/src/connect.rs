@@ -30,15 +30,15 @@ pub struct ConnectArgs {
     pub nats_token: Option<String>,
 
     /// NATS user (with --nats-password).
-    #[arg(long, requires = "nats")]
+    #[arg(long, requires_all = ["nats", "nats_password"])]
     pub nats_user: Option<String>,
 
-    /// NATS password.
+    /// NATS password (with --nats-user).
     #[arg(
         long,
         env = "SIDESCAN_NATS_PASSWORD",
         hide_env_values = true,
-        requires = "nats"
+        requires_all = ["nats", "nats_user"]
     )]
     pub nats_password: Option<String>,
 
@@ -101,4 +101,56 @@ pub async fn connect(
         );
     }
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::ConnectArgs;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        nats: ConnectArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("prog").chain(args.iter().copied())).map(|c| c.nats)
+    }
+
+    #[test]
+    fn credentials_need_a_url_and_a_user_needs_a_password() {
+        let ok = parse(&[
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--nats-user",
+            "u",
+            "--nats-password",
+            "p",
+        ])
+        .unwrap();
+        assert_eq!(ok.url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(ok.nats_user.as_deref(), Some("u"));
+        for bad in [
+            &["--nats-token", "t"][..],
+            &["--nats", "nats://127.0.0.1:4222", "--nats-user", "u"][..],
+            &["--nats", "nats://127.0.0.1:4222", "--nats-password", "p"][..],
+        ] {
+            let err = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn connecting_without_a_url_is_an_error_not_a_panic() {
+        let err = super::connect("test", &ConnectArgs::default(), false, None)
+            .await
+            .unwrap_err();
+        assert!(err.contains("--nats"), "{err}");
+    }
 }
