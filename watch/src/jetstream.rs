@@ -231,6 +231,7 @@ impl JetStreamQueue {
 
     async fn handle(&self, watcher: &Watcher, message: jetstream::Message) {
         let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+        watcher.metrics.jetstream("delivered");
         if delivered > 1 {
             watcher.metrics.jetstream("redelivered");
         }

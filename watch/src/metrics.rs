@@ -84,7 +84,7 @@ impl Metrics {
         let jetstream = Family::<Labels, Counter>::default();
         registry.register(
             "jetstream_jobs",
-            "Jobs of the JetStream queue by outcome (published, acked, nacked, redelivered, dead-lettered)",
+            "Jobs of the JetStream queue by outcome (published; delivered to this watcher, of which redelivered; acked, nacked, dead-lettered)",
             jetstream.clone(),
         );
         let consumer_pending = Family::<Labels, Gauge>::default();

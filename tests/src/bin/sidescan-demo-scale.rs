@@ -37,16 +37,22 @@ fn reported_findings(image: &str, registry: &str) -> Option<(usize, u64)> {
     Some((reports.len(), total.unwrap_or(0)))
 }
 
-/// A worker's counters: reports attached, JetStream jobs redelivered to it.
-async fn counts(worker: &WatchProcess) -> (u64, u64) {
+/// A worker's counters: reports attached, JetStream jobs delivered to it, redelivered to it,
+/// and finished by it (acked, nacked or dead-lettered).
+async fn counts(worker: &WatchProcess) -> [u64; 4] {
     let scrape = Scrape::parse(&worker.metrics_text().await);
-    (
-        scrape.sum("sidescan_watch_scans_total", &[("outcome", "reported")]) as u64,
+    let jobs = |outcome: &str| {
         scrape.sum(
             "sidescan_watch_jetstream_jobs_total",
-            &[("outcome", "redelivered")],
-        ) as u64,
-    )
+            &[("outcome", outcome)],
+        ) as u64
+    };
+    [
+        scrape.sum("sidescan_watch_scans_total", &[("outcome", "reported")]) as u64,
+        jobs("delivered"),
+        jobs("redelivered"),
+        jobs("acked") + jobs("nacked") + jobs("dead-lettered"),
+    ]
 }
 
 /// Image `n`: the shared base plus a top layer of its own; every fifth carries EICAR.
@@ -124,21 +130,25 @@ fn main() -> ExitCode {
                 .expect("push");
         }
     });
-    // Kill B as soon as it has attached a report, while images are still being pushed.
+    // Kill B once it has attached a report and holds a job it has not finished, while images
+    // are still being pushed.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let reported_by_b = runtime.block_on(async {
+    let [reported_by_b, delivered, _, finished] = runtime.block_on(async {
         loop {
-            let (reported, _) = counts(&b).await;
-            if reported >= 1 || Instant::now() > deadline {
-                return reported;
+            let counts = counts(&b).await;
+            let [reported, delivered, _, finished] = counts;
+            if (reported >= 1 && delivered > finished) || Instant::now() > deadline {
+                return counts;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
     b.kill();
     println!(
-        "==> killed worker B (SIGKILL) {:.1?} into the run, after it attached {reported_by_b} report(s)",
-        started.elapsed()
+        "==> killed worker B (SIGKILL) {:.1?} into the run: it had attached {reported_by_b} \
+         report(s) and held {} job(s) unfinished",
+        started.elapsed(),
+        delivered.saturating_sub(finished)
     );
     runtime.block_on(pushing).expect("pushes");
 
@@ -167,11 +177,11 @@ fn main() -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (reported_by_a, redelivered) = runtime.block_on(counts(&a));
+    let [reported_by_a, _, redelivered, _] = runtime.block_on(counts(&a));
     println!(
         "==> all {IMAGES} images have their report {:.1?} after the first push: worker A attached \
-         {reported_by_a} (it took over {redelivered} job(s) B had in flight), worker B {reported_by_b} \
-         before it died",
+         {reported_by_a} and took over {redelivered} job(s) B had in flight; worker B attached \
+         {reported_by_b} before it died",
         started.elapsed()
     );
 
