@@ -34,7 +34,9 @@ struct Cli {
     /// Service share them: Harbor may submit to one and poll another.
     #[command(flatten)]
     nats: sidescan_nats::ConnectArgs,
-    /// Replicas of the NATS bucket and object store (in a NATS cluster).
+    /// With --nats, jobs and reports live in a JetStream bucket and object store that every
+    /// replica shares (Harbor may submit to one and poll another): their replicas (in a NATS
+    /// cluster).
     #[arg(long, env = "SIDESCAN_NATS_REPLICAS", default_value_t = 1)]
     nats_replicas: usize,
     /// Refresh-After of a 302 while a scan runs (1s..127s).

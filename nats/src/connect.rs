@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How to reach NATS: the flags (and environment variables) shared by every sidescan program.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Its `Debug` output shows no token, password or URL credentials.
+#[derive(Clone, Default, clap::Args)]
 pub struct ConnectArgs {
     /// NATS server URL(s), comma-separated: nats://host:4222, tls://host:4222.
     #[arg(
@@ -45,6 +46,34 @@ pub struct ConnectArgs {
     /// PEM CA certificate for tls:// NATS servers.
     #[arg(long, value_name = "FILE", requires = "nats")]
     pub nats_ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<redacted>" } else { "<none>" };
+        f.debug_struct("ConnectArgs")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("nats_creds", &self.nats_creds)
+            .field("nats_token", &hidden(self.nats_token.is_some()))
+            .field("nats_user", &self.nats_user)
+            .field("nats_password", &hidden(self.nats_password.is_some()))
+            .field("nats_ca", &self.nats_ca)
+            .finish()
+    }
+}
+
+/// `url` (one or several, comma-separated) with any `user:password@` replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}<redacted>@{}", &one[..scheme + 3], &one[at + 1..])
+            }
+            (None, Some(at)) => format!("<redacted>@{}", &one[at + 1..]),
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Connects as `name` with `args` (whose URL must be set). With `retry_on_initial_connect` this
@@ -93,7 +122,7 @@ pub async fn connect(
     let client = options
         .connect(url)
         .await
-        .map_err(|e| format!("NATS {url}: {e}"))?;
+        .map_err(|e| format!("NATS {}: {e}", redact_url(url)))?;
     if let Some(flag) = &connected {
         flag.store(
             client.connection_state() == async_nats::connection::State::Connected,
@@ -144,6 +173,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn debug_output_and_messages_hide_secrets() {
+        let args = parse(&[
+            "--nats",
+            "nats://alice:s3cret-url@127.0.0.1:4222,nats://127.0.0.1:4223",
+            "--nats-token",
+            "s3cret-token",
+            "--nats-user",
+            "bob",
+            "--nats-password",
+            "s3cret-password",
+        ])
+        .unwrap();
+        let text = format!("{args:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("127.0.0.1:4223") && text.contains("bob"),
+            "{text}"
+        );
+        assert_eq!(
+            super::redact_url("nats://a:b@h:1,tls://h2:2"),
+            "nats://<redacted>@h:1,tls://h2:2"
+        );
     }
 
     #[tokio::test]

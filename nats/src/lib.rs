@@ -10,4 +10,4 @@
 pub mod bucket;
 mod connect;
 
-pub use connect::{ConnectArgs, connect};
+pub use connect::{ConnectArgs, connect, redact_url};

@@ -103,7 +103,8 @@ pub struct Args {
     #[command(flatten)]
     pub nats: sidescan_nats::ConnectArgs,
 
-    /// The subject zot publishes on (its sink's `channel`).
+    /// With --nats: the subject zot's NATS sink publishes on (its `channel`), subscribed to; or,
+    /// with --nats-stream, the subject of the durable job queue every watcher shares.
     #[arg(long, default_value = "zot.events", requires = "nats")]
     pub nats_subject: String,
 

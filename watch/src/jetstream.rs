@@ -314,14 +314,15 @@ impl JetStreamQueue {
     }
 }
 
-/// Keeps the consumer-lag gauges current (what KEDA or an HPA on Prometheus scales on).
+/// Keeps the consumer-lag gauges current (what KEDA or an HPA on Prometheus scales on). Every
+/// watcher reports the one consumer's lag: aggregate with `max`, not `sum`.
 async fn report_lag(consumer: consumer::PullConsumer, watcher: Arc<Watcher>) {
     loop {
         match consumer.get_info().await {
             Ok(info) => watcher
                 .metrics
                 .consumer_pending(info.num_pending, info.num_ack_pending as u64),
-            Err(e) => tracing::debug!(error = %e, "JetStream consumer info"),
+            Err(e) => tracing::warn!(error = %e, "JetStream consumer info: lag gauges not updated"),
         }
         tokio::time::sleep(LAG_INTERVAL).await;
     }

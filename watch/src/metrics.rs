@@ -92,7 +92,8 @@ impl Metrics {
             "jetstream_consumer_pending",
             "Consumer lag of the JetStream queue, by state: waiting (published, not yet delivered \
              to any watcher) and unacked (delivered, being scanned or awaiting redelivery); \
-             refreshed every 5 s",
+             the whole consumer's, the same on every watcher (aggregate with max); refreshed \
+             every 5 s",
             consumer_pending.clone(),
         );
         Self {

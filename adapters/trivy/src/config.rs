@@ -137,6 +137,16 @@ pub struct TrivyConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_trivy_processes: u32,
 
+    /// Keep Trivy's per-layer analysis across scans, one cache per Trivy process slot under
+    /// `<trivy-cache-dir>/layer-cache`, each emptied past this size: a new image on a known base
+    /// has only its new layers analysed. 0 turns it off (Trivy's in-memory cache, per run).
+    #[arg(
+        long,
+        env = "SIDESCAN_TRIVY_LAYER_CACHE_MAX_SIZE",
+        default_value = "1GiB"
+    )]
+    pub layer_cache_max_size: bytesize::ByteSize,
+
     /// How much of a failed Trivy run's stderr (its last bytes) goes into the error message.
     #[arg(long, env = "SIDESCAN_TRIVY_STDERR_TAIL", default_value_t = 8192)]
     pub stderr_tail_bytes: usize,

@@ -48,6 +48,7 @@
 pub mod config;
 pub mod db;
 pub mod error;
+mod layer_cache;
 pub mod process;
 pub mod report;
 pub mod scanner;

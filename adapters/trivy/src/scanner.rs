@@ -16,6 +16,7 @@ use crate::config::{ImageSource, TrivyConfig};
 pub use crate::db::DbUpdate;
 use crate::db::{DbManager, DbMetadata};
 use crate::error::TrivyError;
+use crate::layer_cache::LayerCaches;
 use crate::process;
 use crate::report;
 
@@ -30,6 +31,8 @@ struct Inner {
     processes: Arc<Semaphore>,
     /// The vulnerability DB: readiness, the scans' lock, downloads.
     db: Arc<DbManager>,
+    /// Trivy's per-layer caches, one per process slot; `None` with `--layer-cache-max-size 0`.
+    layer_caches: Option<LayerCaches>,
     /// `trivy --version`, once known.
     version: OnceCell<String>,
 }
@@ -58,11 +61,15 @@ impl TrivyAdapter {
         let config = Arc::new(config);
         let processes = Arc::new(Semaphore::new(permits));
         let db = Arc::new(DbManager::new(Arc::clone(&config), Arc::clone(&processes)));
+        let max_bytes = config.layer_cache_max_size.as_u64();
+        let layer_caches =
+            (max_bytes > 0).then(|| LayerCaches::new(&config.trivy_cache_dir, permits, max_bytes));
         Self {
             inner: Arc::new(Inner {
                 config,
                 processes,
                 db,
+                layer_caches,
                 version: OnceCell::new(),
             }),
         }
@@ -133,17 +140,20 @@ impl TrivyAdapter {
     }
 
     /// Flags every `trivy image` run shares: offline, no self-updates, the configured scanners
-    /// and filters.
-    fn scan_args(&self) -> Vec<OsString> {
+    /// and filters. `layer_cache` is the run's slot directory (Trivy's file-system cache), or
+    /// `None` for the in-memory cache in `--trivy-cache-dir`.
+    fn scan_args(&self, layer_cache: Option<&Path>) -> Vec<OsString> {
         let cfg = &self.inner.config;
+        let (cache_dir, backend) = match layer_cache {
+            Some(dir) => (dir, "fs"),
+            None => (cfg.trivy_cache_dir.as_path(), "memory"),
+        };
         let mut args: Vec<OsString> = vec![
             "image".into(),
             "--cache-dir".into(),
-            cfg.trivy_cache_dir.as_os_str().to_owned(),
-            // Layer results are not cached between runs: a file-system cache is a bbolt file
-            // that concurrent Trivy processes would fight over.
+            cache_dir.as_os_str().to_owned(),
             "--cache-backend".into(),
-            "memory".into(),
+            backend.into(),
             "--skip-db-update".into(),
             "--skip-java-db-update".into(),
             "--skip-check-update".into(),
@@ -237,17 +247,20 @@ impl TrivyAdapter {
         mut extra: Vec<OsString>,
         output: &Path,
     ) -> Result<(), TrivyError> {
-        let mut args = self.scan_args();
+        let _permit = tokio::select! {
+            permit = self.inner.processes.acquire() => permit.map_err(|_| TrivyError::Cancelled)?,
+            () = ctx.cancel.cancelled() => return Err(TrivyError::Cancelled),
+        };
+        let slot = match &self.inner.layer_caches {
+            Some(caches) => Some(caches.take()?),
+            None => None,
+        };
+        let mut args = self.scan_args(slot.as_ref().map(|s| s.dir()));
         args.append(&mut extra);
         args.push("--output".into());
         args.push(output.as_os_str().to_owned());
         args.extend(image.source_args());
         let envs = image.credential_env();
-
-        let _permit = tokio::select! {
-            permit = self.inner.processes.acquire() => permit.map_err(|_| TrivyError::Cancelled)?,
-            () = ctx.cancel.cancelled() => return Err(TrivyError::Cancelled),
-        };
         let started = Instant::now();
         let result = self
             .run_trivy_with_env(args, &envs, self.inner.config.trivy_timeout, &ctx.cancel)
@@ -286,6 +299,7 @@ impl TrivyAdapter {
             findings: report::findings(&parsed),
             ..ScanFindings::default()
         };
+        image.attribute_layers(&mut out.findings);
         if cfg.wants_db() {
             match &parsed.metadata.os {
                 None => out.notices.push(Notice::new(
@@ -363,6 +377,21 @@ pub enum TrivyTarget<'a> {
 }
 
 impl<'a> TrivyTarget<'a> {
+    /// Names each finding's layer by this image's blob of its diff_id. Trivy reports the digest
+    /// it saw when it analysed the layer, which for a layer from its cache is the blob of an
+    /// earlier image: the same content, possibly compressed differently.
+    fn attribute_layers(self, findings: &mut [Finding]) {
+        let layers = match self {
+            Self::Layout(image) => &image.layers,
+            Self::Remote(image) => &image.layers,
+        };
+        for finding in findings {
+            if let Some(layer) = layers.iter().find(|l| l.diff_id == finding.layer_diff_id) {
+                finding.layer_digest.clone_from(&layer.digest);
+            }
+        }
+    }
+
     /// The `trivy image` arguments naming the image.
     fn source_args(self) -> Vec<OsString> {
         match self {

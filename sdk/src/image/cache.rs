@@ -53,29 +53,36 @@ impl ResultCache {
         }
     }
 
-    /// The result under `key` from the first tier that has a readable one.
+    /// The result under `key` from the first tier that has a readable one that `accept`s. A
+    /// result from the shared tier is counted, and copied to disk, only once it is accepted.
     pub(crate) async fn load<T: serde::de::DeserializeOwned>(
         &self,
         kind: CacheKind,
         key: &str,
+        accept: impl Fn(&T) -> bool,
     ) -> Option<T> {
-        if let Some(found) = load_result(&self.dir, key).await {
+        if let Some(found) = load_result::<T>(&self.dir, key).await.filter(&accept) {
             return Some(found);
         }
         let shared = self.shared.as_ref()?;
-        let json = shared.get(key).await;
-        self.metrics.shared_cache_lookup(kind, json.is_some());
-        let json = json?;
-        match serde_json::from_slice(&json) {
-            Ok(found) => {
-                store_json(&self.dir, key, json).await;
-                Some(found)
-            }
-            Err(e) => {
-                tracing::warn!(%key, error = %e, "unreadable shared cached result; scanning again");
-                None
-            }
-        }
+        let found = match shared.get(key).await {
+            Some(json) => match serde_json::from_slice::<T>(&json) {
+                Ok(found) if accept(&found) => Some((found, json)),
+                Ok(_) => {
+                    tracing::warn!(%key, "shared cached result made for other content; scanning again");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "unreadable shared cached result; scanning again");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.metrics.shared_cache_lookup(kind, found.is_some());
+        let (found, json) = found?;
+        store_json(&self.dir, key, json).await;
+        Some(found)
     }
 
     /// Stores `result` under `key` in every tier.
@@ -84,7 +91,7 @@ impl ResultCache {
             return;
         };
         if let Some(shared) = &self.shared {
-            shared.put(key, &json).await;
+            shared.put(key, &json);
         }
         store_json(&self.dir, key, json).await;
     }

@@ -218,7 +218,9 @@ pub struct ServerConfig {
     #[command(flatten)]
     pub nats: sidescan_nats::ConnectArgs,
 
-    /// Replicas of the NATS buckets (in a NATS cluster).
+    /// With --nats, every replica shares its layer and image results through a JetStream
+    /// key-value bucket (and, with --harbor-listen, Harbor's jobs): replicas of those buckets
+    /// (in a NATS cluster).
     #[arg(
         long,
         env = "SIDESCAN_NATS_REPLICAS",

@@ -24,6 +24,31 @@ async fn replica(nats: &NatsServer, extra: &[&str]) -> PluginProcess {
     plugin
 }
 
+/// Waits until the cluster's result bucket holds `n` results (replicas store in the background).
+async fn wait_for_shared_results(nats: &NatsServer, n: usize) {
+    use futures::StreamExt as _;
+    let client = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("sidescan-results")
+        .await
+        .expect("the result bucket exists");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let keys: Vec<_> = kv.keys().await.expect("list keys").collect().await;
+        if keys.len() >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} results in the bucket after 10 s",
+            keys.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn scan(
     plugin: &PluginProcess,
     registry: &Registry,
@@ -66,6 +91,7 @@ async fn a_base_layer_scanned_by_replica_a_is_a_shared_cache_hit_on_replica_b() 
         (0.0, 2.0),
         "A saw nothing shared"
     );
+    wait_for_shared_results(&nats, 2).await;
 
     // B scans another image on the same base: the base layer comes from A's scan.
     let second = scan(&b, &registry, "shared/app", "2").await;
@@ -102,6 +128,7 @@ async fn a_whole_image_result_is_shared_too() {
     let a = replica(&nats, &["--whole-image"]).await;
     let b = replica(&nats, &["--whole-image"]).await;
     let first = scan(&a, &registry, "shared/whole", "1").await;
+    wait_for_shared_results(&nats, 1).await;
     let second = scan(&b, &registry, "shared/whole", "1").await;
     assert_eq!(first.vulnerabilities.len(), 1, "{first:?}");
     assert_eq!(second.vulnerabilities, first.vulnerabilities);
@@ -135,5 +162,27 @@ async fn a_plugin_whose_nats_is_unreachable_does_not_start() {
     assert!(
         format!("{stderr}{stdout}").contains("--nats"),
         "the error names the flag: {stderr}{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn scans_go_on_when_nats_goes_away() {
+    let nats = NatsServer::start();
+    let registry = Registry::anonymous();
+    registry.push(&image_with("away"), "shared/away", "1").await;
+    let plugin = replica(&nats, &[]).await;
+    drop(nats);
+    let started = std::time::Instant::now();
+    let report = scan(&plugin, &registry, "shared/away", "1").await;
+    assert_eq!(report.vulnerabilities.len(), 1, "{report:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the scan waited on NATS: {:?}",
+        started.elapsed()
+    );
+    let again = scan(&plugin, &registry, "shared/away", "1").await;
+    assert_eq!(
+        again.vulnerabilities, report.vulnerabilities,
+        "the disk tier still serves"
     );
 }

@@ -8,6 +8,7 @@
 mod common;
 mod db;
 mod findings;
+mod layer_cache;
 mod processes;
 
 use std::collections::BTreeMap;

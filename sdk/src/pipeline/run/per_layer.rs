@@ -53,9 +53,8 @@ impl Run<'_> {
             let key = cache::result_key(&info.name, &info.version, &engine, identity);
             let hit = self
                 .results
-                .load::<CachedLayerResult>(CacheKind::Layer, &key)
+                .load::<CachedLayerResult>(CacheKind::Layer, &key, |c| c.matches(identity))
                 .await
-                .filter(|c| c.matches(identity))
                 .map(|c| c.findings);
             self.metrics.cache_lookup(CacheKind::Layer, hit.is_some());
             if hit.is_none() {

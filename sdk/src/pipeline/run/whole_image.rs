@@ -45,7 +45,7 @@ impl Run<'_> {
         );
         let hit = self
             .results
-            .load::<cache::CachedImageResult>(CacheKind::Image, &key)
+            .load::<cache::CachedImageResult>(CacheKind::Image, &key, |_| true)
             .await;
         self.metrics.cache_lookup(CacheKind::Image, hit.is_some());
         if let Some(hit) = hit {
