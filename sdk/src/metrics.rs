@@ -328,28 +328,17 @@ impl Metrics {
 
     /// Counts one cache lookup.
     pub(crate) fn cache_lookup(&self, cache: CacheKind, hit: bool) {
-        let labels = CacheLabels {
-            cache: cache.as_str(),
-        };
-        let family = if hit {
-            &self.cache_hits
-        } else {
-            &self.cache_misses
-        };
-        family.get_or_create(&labels).inc();
+        count_lookup(&self.cache_hits, &self.cache_misses, cache, hit);
     }
 
     /// Counts one lookup in the shared (cluster) result tier, made after the disk missed.
     pub(crate) fn shared_cache_lookup(&self, cache: CacheKind, hit: bool) {
-        let labels = CacheLabels {
-            cache: cache.as_str(),
-        };
-        let family = if hit {
-            &self.shared_cache_hits
-        } else {
-            &self.shared_cache_misses
-        };
-        family.get_or_create(&labels).inc();
+        count_lookup(
+            &self.shared_cache_hits,
+            &self.shared_cache_misses,
+            cache,
+            hit,
+        );
     }
 
     /// Counts a scan request answered by an identical scan already in flight.
@@ -425,6 +414,19 @@ impl Metrics {
 /// The canonical name of a gRPC status code (`OK`, `INVALID_ARGUMENT`, ...): the one the typed
 /// client and the CLI print too.
 pub(crate) use sidescan_proto::client::code_name;
+
+/// Counts a lookup in `cache` as a hit or a miss.
+fn count_lookup(
+    hits: &Family<CacheLabels, Counter>,
+    misses: &Family<CacheLabels, Counter>,
+    cache: CacheKind,
+    hit: bool,
+) {
+    let labels = CacheLabels {
+        cache: cache.as_str(),
+    };
+    if hit { hits } else { misses }.get_or_create(&labels).inc();
+}
 
 #[cfg(test)]
 mod tests {
