@@ -27,7 +27,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::error::Error as ImageError;
-use super::layer::{Budget, Item, LayerCheck, LayerEntries, LayerFailure, display_path};
+use super::layer::{
+    Budget, Item, LayerCheck, LayerEntries, LayerFailure, VerifiedLayers, display_path,
+};
 use crate::input::EntryKind;
 use crate::model::{Notice, notice_codes};
 
@@ -131,14 +133,25 @@ fn io_fail(action: &str, path: &Path, e: io::Error) -> LayerFailure {
 /// single-file size, uncompressed bytes, compression ratio) and digest and diff_id checks as
 /// [`unpack_layer`]. For whole-image scanners that take only the OCI layout, so that their layers
 /// are verified and bounded too.
+///
+/// A layer `verified` holds (the same blob, compression and diff_id, read to its end before by
+/// this process) is not read again: its totals are charged to `budget` instead, so the image-wide
+/// limits still apply. A layer that passes is remembered there.
 pub(crate) fn verify_layer(
     check: &LayerCheck,
     budget: &Arc<Budget>,
     cancel: &CancellationToken,
+    verified: &VerifiedLayers,
 ) -> Result<(), LayerFailure> {
+    if let Some(totals) = verified.get(check) {
+        tracing::debug!(layer = %check.digest, "layer verified before: its totals replayed");
+        return totals.replay(check.size, budget).map_err(Into::into);
+    }
     let mut entries = LayerEntries::open(check, budget, cancel)?;
     while entries.next_item()?.is_some() {}
-    entries.finish()
+    let totals = entries.finish_with_totals()?;
+    verified.insert(check, totals);
+    Ok(())
 }
 
 /// Applies one cached, verified layer blob onto `root`. Returns the SDK's notices for it.
@@ -503,5 +516,45 @@ mod tests {
                 "s=replaced the symlink"
             ]
         );
+    }
+
+    #[test]
+    fn verified_layers_are_remembered_with_their_totals_and_failures_are_not() {
+        let blobs = tempfile::tempdir().unwrap();
+        let big = vec![9u8; 3000];
+        let t = tar(&[
+            E::Dir("d/"),
+            E::File("d/small", b"s"),
+            E::File("d/big", &big),
+            E::File("d/.wh.gone", b""),
+        ]);
+        let blob = gzip(&t);
+        let mut check = LayerCheck {
+            path: write_blob(blobs.path(), &blob),
+            format: LayerFormat::Gzip,
+            digest: sha256_digest(&blob),
+            size: blob.len() as u64,
+            diff_id: sha256_digest(b"not the tar"),
+        };
+        let memo = VerifiedLayers::default();
+        let cancel = CancellationToken::new();
+        let budget = || Budget::new(Limits::default());
+        for _ in 0..2 {
+            let f = verify_layer(&check, &budget(), &cancel, &memo).unwrap_err();
+            assert_eq!(f.error.code(), tonic::Code::DataLoss, "{:?}", f.error);
+            assert!(memo.get(&check).is_none(), "a failure was remembered");
+        }
+        check.diff_id = sha256_digest(&t);
+        let first = budget();
+        verify_layer(&check, &first, &cancel, &memo).unwrap();
+        let totals = memo.get(&check).expect("success remembered");
+        assert_eq!(totals.entries, 4);
+        assert_eq!(totals.uncompressed, t.len() as u64);
+        assert_eq!(totals.largest_file, Some((3000, "/d/big".into())));
+        // replayed, not read: the blob is gone, the budget is charged exactly as by reading
+        std::fs::remove_file(&check.path).unwrap();
+        let second = budget();
+        verify_layer(&check, &second, &cancel, &memo).unwrap();
+        assert_eq!(first.checkpoint(), second.checkpoint());
     }
 }

@@ -27,6 +27,7 @@ use crate::context::ScanContext;
 use crate::error::Error;
 use crate::image::auth::parse_authorization;
 use crate::image::cache::{BlobCache, ResultCache, SharedResults};
+use crate::image::layer::VerifiedLayers;
 use crate::image::reference::{Target, normalize_host, resolve_target};
 use crate::image::registry::ClientPool;
 use crate::limits::Limits;
@@ -119,6 +120,8 @@ pub struct Pipeline {
     allowed: Vec<String>,
     cache: Arc<BlobCache>,
     results: ResultCache,
+    /// Layers this process has read to their end and found sound, for whole-image scans.
+    verified: Arc<VerifiedLayers>,
     clients: ClientPool,
     metrics: Arc<Metrics>,
 }
@@ -164,6 +167,7 @@ impl Pipeline {
             allowed,
             cache,
             results,
+            verified: Default::default(),
             metrics,
         })
     }
@@ -230,6 +234,7 @@ impl Pipeline {
             options: &self.options,
             cache: self.cache.clone(),
             results: self.results.clone(),
+            verified: self.verified.clone(),
             metrics: self.metrics.clone(),
             session,
             scanner: scanner.clone(),

@@ -506,3 +506,54 @@ async fn rootfs_matches_umoci_unpack() {
     assert_eq!(ours, expected);
     assert!(ours.contains(&"/etc/passwd=root2".to_string()), "{ours:?}");
 }
+
+/// A layout-only scanner's layers are read to their end once per process: a layer shared by a
+/// later image is not read again, but its totals still count against that image's limits, and a
+/// cached blob changed on disk is still caught and downloaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_verified_before_still_count_against_each_images_limits() {
+    let reg = start_registry(None);
+    let names: Vec<String> = (0..6).map(|i| format!("base/f{i}")).collect();
+    let base: Vec<E<'_>> = names.iter().map(|n| E::File(n, b"base")).collect();
+    let a = push_image(
+        &reg,
+        "a",
+        "1",
+        &[base.clone(), vec![E::File("a", b"a")]],
+        "amd64",
+    )
+    .await;
+    let four = vec![
+        E::File("b1", b"b"),
+        E::File("b2", b"b"),
+        E::File("b3", b"b"),
+        E::File("b4", b"b"),
+    ];
+    push_image(&reg, "b", "1", &[base.clone(), four], "amd64").await;
+    push_image(&reg, "c", "1", &[base, vec![E::File("c", b"c")]], "amd64").await;
+    let dir = tempfile::tempdir().unwrap();
+    // image a: 7 entries, b: 10, c: 7
+    let p = pipeline_with(dir.path(), |o| o.limits.max_entries = 9);
+    let scanner: Arc<dyn Scanner> = Recorder::new(Input::WholeImage { rootfs: false });
+    p.scan(&scanner, &job(&reg, "a:1"), &ctx()).await.unwrap();
+    // b's own layer has 4 entries: only the replayed 6 of the shared layer take it past 9
+    let err = p
+        .scan(&scanner, &job(&reg, "b:1"), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("entries"), "{err}");
+    // the shared blob changed on disk: its stamp no longer matches, so it is hashed, found
+    // corrupt and downloaded again before the scanner sees it
+    let hex = a.layer_digests[0].trim_start_matches("sha256:");
+    let cached = dir.path().join("cache/blobs/sha256").join(hex);
+    let good = std::fs::read(&cached).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&cached, &bad).unwrap();
+    p.scan(&scanner, &job(&reg, "c:1"), &ctx()).await.unwrap();
+    assert_eq!(std::fs::read(&cached).unwrap(), good, "corrupt blob kept");
+    assert!(scratch_is_empty(dir.path()));
+}

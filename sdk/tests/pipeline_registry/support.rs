@@ -61,6 +61,7 @@ pub(crate) fn blob_file(reg: &Registry, digest: &str) -> PathBuf {
 // image building
 // ------------------------------------------------------------------------------------------
 
+#[derive(Clone, Copy)]
 pub(crate) enum E<'a> {
     File(&'a str, &'a [u8]),
     Dir(&'a str),

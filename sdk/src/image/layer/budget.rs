@@ -5,6 +5,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::RATIO_FLOOR;
 use crate::error::Error;
 use crate::image::error::Error as ImageError;
 use crate::limits::Limits;
@@ -31,7 +32,12 @@ impl Budget {
 
     /// Counts one entry.
     pub(crate) fn add_entry(&self) -> Result<(), Error> {
-        let n = self.entries.fetch_add(1, Ordering::Relaxed) + 1;
+        self.add_entries(1)
+    }
+
+    /// Counts `count` entries at once (a verified layer's totals replayed).
+    pub(crate) fn add_entries(&self, count: u64) -> Result<(), Error> {
+        let n = self.entries.fetch_add(count, Ordering::Relaxed) + count;
         if self.limits.max_entries > 0 && n > self.limits.max_entries {
             return Err(Error::resource_exhausted(format!(
                 "image has more than {} entries (files, directories, links)",
@@ -53,12 +59,28 @@ impl Budget {
         Ok(())
     }
 
+    /// Counts uncompressed bytes against the image-wide limit.
     pub(super) fn add_uncompressed(&self, n: u64) -> Result<(), Error> {
         let total = self.uncompressed.fetch_add(n, Ordering::Relaxed) + n;
         if self.limits.max_uncompressed_bytes > 0 && total > self.limits.max_uncompressed_bytes {
             return Err(Error::resource_exhausted(format!(
                 "image unpacks to more than {} bytes",
                 self.limits.max_uncompressed_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks one layer's compression ratio: `layer_total` uncompressed bytes so far from a blob
+    /// of `blob_size` bytes. Layers under [`RATIO_FLOOR`] bytes are not checked.
+    pub(super) fn check_ratio(&self, layer_total: u64, blob_size: u64) -> Result<(), Error> {
+        let ratio = u64::from(self.limits.max_compression_ratio);
+        if ratio > 0
+            && layer_total > RATIO_FLOOR
+            && layer_total > ratio.saturating_mul(blob_size.max(1))
+        {
+            return Err(Error::resource_exhausted(format!(
+                "layer expands more than {ratio} times its compressed size of {blob_size} bytes (decompression bomb?)"
             )));
         }
         Ok(())

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::budget::Budget;
 use super::decode::{LayerCheck, LayerFailure, OpenLayer, read_failure, tar_failure};
 use super::tar::{RawHeader, is_header_only};
+use super::verified::LayerTotals;
 use crate::error::Error;
 use crate::input::EntryKind;
 
@@ -172,6 +173,10 @@ pub(crate) struct LayerEntries {
     open: OpenLayer,
     check: LayerCheck,
     budget: Arc<Budget>,
+    /// Tar headers read so far.
+    headers: u64,
+    /// The largest regular file so far, with its path.
+    largest_file: Option<(u64, String)>,
 }
 
 impl LayerEntries {
@@ -185,6 +190,8 @@ impl LayerEntries {
             open: OpenLayer::open(check, budget, cancel)?,
             check: check.clone(),
             budget: budget.clone(),
+            headers: 0,
+            largest_file: None,
         })
     }
 
@@ -201,6 +208,8 @@ impl LayerEntries {
             open: OpenLayer::uncompressed(reader, budget, &CancellationToken::new()),
             check,
             budget: budget.clone(),
+            headers: 0,
+            largest_file: None,
         }
     }
 
@@ -216,12 +225,20 @@ impl LayerEntries {
                 return Ok(None);
             };
             self.budget.add_entry()?;
+            self.headers += 1;
             match classify(&header)? {
                 Classified::Ignore => continue,
                 Classified::Item(item) => {
                     if item.kind == EntryKind::File {
-                        self.budget
-                            .check_file(item.size, &display_path(&item.components))?;
+                        let path = display_path(&item.components);
+                        self.budget.check_file(item.size, &path)?;
+                        if self
+                            .largest_file
+                            .as_ref()
+                            .is_none_or(|(s, _)| item.size > *s)
+                        {
+                            self.largest_file = Some((item.size, path));
+                        }
                     }
                     return Ok(Some(item));
                 }
@@ -239,7 +256,18 @@ impl LayerEntries {
 
     /// Reads the rest of the stream and checks the blob digest and the diff_id.
     pub(crate) fn finish(self) -> Result<(), LayerFailure> {
-        self.open.finish(&self.check, &self.budget)
+        self.finish_with_totals().map(drop)
+    }
+
+    /// [`finish`](Self::finish), returning what the layer charged to the budget, for
+    /// [`VerifiedLayers`](super::verified::VerifiedLayers).
+    pub(crate) fn finish_with_totals(self) -> Result<LayerTotals, LayerFailure> {
+        let uncompressed = self.open.finish(&self.check, &self.budget)?;
+        Ok(LayerTotals {
+            entries: self.headers,
+            uncompressed,
+            largest_file: self.largest_file,
+        })
     }
 }
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::CHUNK;
 use super::budget::Budget;
 use super::tar::{TarError, TarReader};
-use super::{CHUNK, RATIO_FLOOR};
 use crate::error::Error;
 use crate::image::error::Error as ImageError;
 use crate::image::manifest::LayerFormat;
@@ -71,17 +71,8 @@ impl<R: Read> Read for Guarded<R> {
         };
         self.budget
             .add_uncompressed(n as u64)
+            .and_then(|()| self.budget.check_ratio(layer_total, self.blob_size))
             .map_err(|e| self.budget.trip(e))?;
-        let ratio = u64::from(self.budget.limits.max_compression_ratio);
-        if ratio > 0
-            && layer_total > RATIO_FLOOR
-            && layer_total > ratio.saturating_mul(self.blob_size.max(1))
-        {
-            return Err(self.budget.trip(Error::resource_exhausted(format!(
-                "layer expands more than {ratio} times its compressed size of {} bytes (decompression bomb?)",
-                self.blob_size
-            ))));
-        }
         Ok(n)
     }
 }
@@ -203,8 +194,9 @@ impl OpenLayer {
         &mut self.tar
     }
 
-    /// Reads the rest of the stream and checks the blob digest and the diff_id.
-    pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<(), LayerFailure> {
+    /// Reads the rest of the stream and checks the blob digest and the diff_id. Returns the
+    /// layer's uncompressed size.
+    pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<u64, LayerFailure> {
         let mut rest = self.tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
         drop(rest);
@@ -238,7 +230,7 @@ impl OpenLayer {
             }
             .into());
         }
-        Ok(())
+        Ok(u.bytes)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Reading layer blobs: the decode chain ([`decode`]: file -> hash -> gzip/zstd/plain -> hash +
 //! limits), a tar reader that reads as Go's `archive/tar` does ([`tar`]), what a runtime makes
 //! of each entry ([`classify`]: confined paths, whiteouts, refused types, and the one
-//! classified-entries iterator), the image-wide limits ([`budget`]) and the streaming walk that
-//! feeds [`crate::input::Layer`] ([`walk`]).
+//! classified-entries iterator), the image-wide limits ([`budget`]), the memo of layers already
+//! verified ([`verified`]) and the streaming walk that feeds [`crate::input::Layer`] ([`walk`]).
 //!
 //! The rule (Architecture Invariant): the SDK scans exactly what a container runtime would
 //! extract from a layer, or refuses the layer with DATA_LOSS. [`PARSER_GENERATION`] names the
@@ -12,6 +12,7 @@ pub(crate) mod budget;
 pub(crate) mod classify;
 pub(crate) mod decode;
 pub(crate) mod tar;
+pub(crate) mod verified;
 pub(crate) mod walk;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 pub(crate) use budget::Budget;
 pub(crate) use classify::{Item, LayerEntries, display_path};
 pub(crate) use decode::{LayerCheck, LayerFailure};
+pub(crate) use verified::VerifiedLayers;
 pub(crate) use walk::spawn_walk;
 
 /// The generation of the SDK's layer-reading rules (tar parsing, path confinement, whiteouts,

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::image::auth::Credentials;
 use crate::image::cache::{BlobCache, BlobHandle, ResultCache};
 use crate::image::error::Error as ImageError;
-use crate::image::layer::Budget;
+use crate::image::layer::{Budget, VerifiedLayers};
 use crate::image::manifest::{
     Descriptor, ImageConfig, LayerFormat, ManifestDoc, PlatformSpec, has_image_layers,
     is_image_config, layer_format,
@@ -52,6 +52,8 @@ pub(super) struct Run<'a> {
     pub(super) cache: Arc<BlobCache>,
     /// The per-layer and whole-image result caches (disk, then the cluster's tier).
     pub(super) results: ResultCache,
+    /// Layers verified before by this process (whole-image scans replay their totals).
+    pub(super) verified: Arc<VerifiedLayers>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) session: Arc<Session>,
     pub(super) scanner: Arc<dyn Scanner>,

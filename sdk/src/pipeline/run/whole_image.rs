@@ -222,6 +222,7 @@ impl Run<'_> {
                     Ok(Err((failure, digest))) => {
                         if failure.cache_suspect {
                             self.cache.invalidate(&digest);
+                            self.verified.forget(&digest);
                         }
                         Some(failure.error)
                     }
@@ -255,7 +256,8 @@ impl Run<'_> {
         Ok(findings)
     }
 
-    /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread. It writes
+    /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread, or replays
+    /// the totals of a layer this process verified before ([`VerifiedLayers`](crate::image::layer::VerifiedLayers)). It writes
     /// nothing, so it does not hold the scratch dir: a scan that fails early removes its scratch
     /// dir at once, and the scan's cancellation (on return) stops the verification. A failure
     /// carries the layer's digest.
@@ -264,9 +266,11 @@ impl Run<'_> {
         check: LayerCheck,
         budget: &Arc<Budget>,
     ) -> JoinHandle<Result<(), (LayerFailure, String)>> {
-        let (budget, cancel) = (budget.clone(), self.cancel.clone());
+        let (budget, cancel, verified) =
+            (budget.clone(), self.cancel.clone(), self.verified.clone());
         tokio::task::spawn_blocking(move || {
-            verify_layer(&check, &budget, &cancel).map_err(|failure| (failure, check.digest))
+            verify_layer(&check, &budget, &cancel, &verified)
+                .map_err(|failure| (failure, check.digest))
         })
     }
 
