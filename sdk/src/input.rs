@@ -113,7 +113,8 @@ impl Layer {
     }
 }
 
-/// A whole image, pulled and verified, for [`crate::Input::WholeImage`] scanners.
+/// A whole image, pulled and verified, for [`crate::Input::WholeImage`] and
+/// [`crate::Input::UncompressedLayout`] scanners.
 #[derive(Debug, Clone)]
 pub struct ImageInput {
     /// OCI image layout directory holding exactly this image (`oci-layout`, `index.json`, blobs).
@@ -123,11 +124,12 @@ pub struct ImageInput {
     pub layout_ref: String,
     /// The unpacked root filesystem, when the scanner asked for one.
     pub rootfs: Option<PathBuf>,
-    /// Image manifest digest.
+    /// Image manifest digest, as in the registry (with [`crate::Input::UncompressedLayout`] the
+    /// layout's own manifest differs from it).
     pub manifest_digest: String,
     /// Image config digest.
     pub config_digest: String,
-    /// Layers, base first.
+    /// Layers, base first, as in the registry: blob digests and diff_ids.
     pub layers: Vec<LayerInfo>,
     /// Platform of the image, from its config.
     pub platform: Option<Platform>,

@@ -49,6 +49,19 @@ pub enum Input {
         /// Unpack the layers into a root filesystem as well.
         rootfs: bool,
     },
+    /// Like `WholeImage { rootfs: false }`, but each gzip or zstd layer is in the layout
+    /// uncompressed: the SDK writes the tar stream out as it reads and verifies the layer
+    /// (digest, diff_id, tar rules, limits), and the layout's manifest names it by its diff_id
+    /// with the matching uncompressed media type. The scanner starts once every layer is
+    /// verified, so the engine never sees a byte the SDK has not checked, and it decompresses
+    /// nothing: for engines that read every layer through and decompress slower than the SDK
+    /// (Trivy). A layer this process verified before is handed over as it was pulled
+    /// (compressed) instead: an engine with its own per-layer cache (keyed by diff_id) does not
+    /// read it again. The layout's manifest is therefore not the registry's: use
+    /// [`ImageInput::manifest_digest`](crate::ImageInput::manifest_digest) to name the image.
+    /// The scratch dir holds the uncompressed layers (at most the `max_uncompressed_bytes`
+    /// limit) until the scan ends.
+    UncompressedLayout,
     /// The SDK resolves the image to one manifest (allowlist, platform, manifest and config
     /// verified, declared sizes within limits) and hands [`Scanner::scan_remote_image`] a
     /// digest-pinned reference with the caller's credentials; the engine pulls the layers
@@ -133,7 +146,8 @@ pub trait Scanner: Send + Sync + 'static {
         Err(not_implemented("scan_layer", self.input()))
     }
 
-    /// Scans a whole image ([`Input::WholeImage`] scanners). The default is a plugin bug: see
+    /// Scans a whole image ([`Input::WholeImage`] and [`Input::UncompressedLayout`] scanners).
+    /// The default is a plugin bug: see
     /// [`scan_layer`](Scanner::scan_layer).
     async fn scan_image(
         &self,

@@ -60,8 +60,11 @@ impl TrivySeverity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImageSource {
     /// The SDK pulls the image into its blob cache, verifies every blob's digest and every
-    /// layer's diff_id and size limits, and Trivy scans the local OCI layout. Credentials never
-    /// leave the adapter; layers shared between images are downloaded once.
+    /// layer's diff_id and size limits, and Trivy scans the local OCI layout once all of it is
+    /// verified. The SDK writes each new layer into the layout uncompressed as it verifies it
+    /// (`Input::UncompressedLayout`), so Trivy decompresses nothing; a layer the adapter verified
+    /// before stays compressed, and Trivy's layer cache usually spares reading it. Credentials
+    /// never leave the adapter; layers shared between images are downloaded once.
     Layout,
     /// Trivy pulls the image itself (`--image-src remote`) by the digest the SDK resolved, with
     /// the request's credentials in its environment. Faster on a first scan (Trivy overlaps its

@@ -503,7 +503,7 @@ impl Scanner for TrivyAdapter {
 
     fn input(&self) -> Input {
         match self.inner.config.image_source {
-            ImageSource::Layout => Input::WholeImage { rootfs: false },
+            ImageSource::Layout => Input::UncompressedLayout,
             ImageSource::Registry => Input::Remote,
         }
     }

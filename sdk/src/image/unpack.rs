@@ -137,17 +137,35 @@ fn io_fail(action: &str, path: &Path, e: io::Error) -> LayerFailure {
 /// A layer `verified` holds (the same blob, compression and diff_id, read to its end before by
 /// this process) is not read again: its totals are charged to `budget` instead, so the image-wide
 /// limits still apply. A layer that passes is remembered there.
+///
+/// With `copy_to`, the layer is always read, and its uncompressed tar stream is written to that
+/// new file as it passes the checks (an [`Input::UncompressedLayout`](crate::Input) layer); the
+/// file is complete and matches the diff_id only when this returns `Ok`.
 pub(crate) fn verify_layer(
     check: &LayerCheck,
     budget: &Arc<Budget>,
     cancel: &CancellationToken,
     verified: &VerifiedLayers,
+    copy_to: Option<&Path>,
 ) -> Result<(), LayerFailure> {
-    if let Some(totals) = verified.get(check) {
-        tracing::debug!(layer = %check.digest, "layer verified before: its totals replayed");
-        return totals.replay(check.size, budget).map_err(Into::into);
-    }
-    let mut entries = LayerEntries::open(check, budget, cancel)?;
+    let copy = match copy_to {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| io_fail("create", path, e))?,
+        ),
+        None => {
+            if let Some(totals) = verified.get(check) {
+                tracing::debug!(layer = %check.digest, "layer verified before: its totals replayed");
+                return totals.replay(check.size, budget).map_err(Into::into);
+            }
+            None
+        }
+    };
+    let mut entries = LayerEntries::open_copying(check, budget, cancel, copy)?;
     while entries.next_item()?.is_some() {}
     let totals = entries.finish_with_totals()?;
     verified.insert(check, totals);
@@ -540,13 +558,13 @@ mod tests {
         let cancel = CancellationToken::new();
         let budget = || Budget::new(Limits::default());
         for _ in 0..2 {
-            let f = verify_layer(&check, &budget(), &cancel, &memo).unwrap_err();
+            let f = verify_layer(&check, &budget(), &cancel, &memo, None).unwrap_err();
             assert_eq!(f.error.code(), tonic::Code::DataLoss, "{:?}", f.error);
             assert!(memo.get(&check).is_none(), "a failure was remembered");
         }
         check.diff_id = sha256_digest(&t);
         let first = budget();
-        verify_layer(&check, &first, &cancel, &memo).unwrap();
+        verify_layer(&check, &first, &cancel, &memo, None).unwrap();
         let totals = memo.get(&check).expect("success remembered");
         assert_eq!(totals.entries, 4);
         assert_eq!(totals.uncompressed, t.len() as u64);
@@ -554,7 +572,7 @@ mod tests {
         // replayed, not read: the blob is gone, the budget is charged exactly as by reading
         std::fs::remove_file(&check.path).unwrap();
         let second = budget();
-        verify_layer(&check, &second, &cancel, &memo).unwrap();
+        verify_layer(&check, &second, &cancel, &memo, None).unwrap();
         assert_eq!(first.checkpoint(), second.checkpoint());
     }
 }

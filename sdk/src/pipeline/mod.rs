@@ -12,6 +12,8 @@
 //!                   (diff_id checked at the end of each layer) -> plugin -> result cache
 //!       WholeImage: result cache? else download+verify all -> [rootfs unpack] -> OCI layout
 //!                   -> plugin (diff_ids checked alongside) -> result cache
+//!       UncompressedLayout: the same, but each new layer is written out uncompressed while it
+//!                   is verified, and the plugin starts once all are verified
 //!       Registry:   result cache? else digest-pinned reference + credentials -> plugin (the
 //!                   engine pulls the layers) -> result cache
 //!     non-image artifact: each blob -> plugin's scan_artifact_blob

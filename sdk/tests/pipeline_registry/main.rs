@@ -557,3 +557,137 @@ async fn layers_verified_before_still_count_against_each_images_limits() {
     assert_eq!(std::fs::read(&cached).unwrap(), good, "corrupt blob kept");
     assert!(scratch_is_empty(dir.path()));
 }
+
+/// What an `UncompressedLayout` scanner found in its layout: per manifest layer, its media type,
+/// whether the blob's sha256 is its digest, and the files of its tar.
+type LayoutLayers = Vec<(String, bool, Vec<String>)>;
+
+/// Reads the layout it is handed: every layer through the layout's own manifest.
+struct LayoutReader(std::sync::Mutex<Vec<LayoutLayers>>);
+
+#[async_trait]
+impl Scanner for LayoutReader {
+    fn info(&self) -> ScannerInfo {
+        ScannerInfo {
+            name: "layout-reader".into(),
+            vendor: "t".into(),
+            version: "1".into(),
+            capabilities: vec![],
+        }
+    }
+    fn input(&self) -> Input {
+        Input::UncompressedLayout
+    }
+    async fn scan_image(&self, image: &ImageInput, _: &ScanContext) -> Result<ScanFindings, Error> {
+        let blob = |d: &str| image.layout_dir.join("blobs/sha256").join(&d[7..]);
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(image.layout_dir.join("index.json")).unwrap())
+                .unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob(digest)).unwrap()).unwrap();
+        let mut seen = Vec::new();
+        for layer in manifest["layers"].as_array().unwrap() {
+            let (media_type, digest) = (
+                layer["mediaType"].as_str().unwrap(),
+                layer["digest"].as_str().unwrap(),
+            );
+            let bytes = std::fs::read(blob(digest)).unwrap();
+            let sound = sidescan_testkit::digest::sha256_digest(&bytes) == digest;
+            let tar_bytes = if media_type.ends_with("+gzip") {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+                    .unwrap();
+                out
+            } else {
+                bytes
+            };
+            let mut archive = tar::Archive::new(&tar_bytes[..]);
+            let files = archive
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().display().to_string())
+                .collect();
+            seen.push((media_type.to_string(), sound, files));
+        }
+        self.0.lock().unwrap().push(seen);
+        Ok(ScanFindings::default())
+    }
+}
+
+/// `Input::UncompressedLayout`: a first image's layers arrive uncompressed and named by diff_id
+/// (the scanner reads exactly the verified tar streams); a later image sharing the base gets the
+/// base as pulled (verified before) and only its own layer uncompressed; a layer that fails
+/// verification never reaches the scanner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncompressed_layout_holds_verified_tar_streams() {
+    let reg = start_registry(None);
+    let base = vec![E::Dir("etc/"), E::File("etc/os-release", b"ID=test")];
+    let a = push_image(
+        &reg,
+        "a",
+        "1",
+        &[base.clone(), vec![E::File("a", b"a")]],
+        "amd64",
+    )
+    .await;
+    let b = push_image(&reg, "b", "1", &[base, vec![E::File("b", b"b")]], "amd64").await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let reader = Arc::new(LayoutReader(Default::default()));
+    let scanner: Arc<dyn Scanner> = reader.clone();
+    p.scan(&scanner, &job(&reg, "a:1"), &ctx()).await.unwrap();
+    p.scan(&scanner, &job(&reg, "b:1"), &ctx()).await.unwrap();
+    const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+    let seen = reader.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            vec![
+                (
+                    TAR.into(),
+                    true,
+                    vec!["etc/".into(), "etc/os-release".into()]
+                ),
+                (TAR.into(), true, vec!["a".into()]),
+            ],
+            vec![
+                (
+                    GZIP_LAYER.into(),
+                    true,
+                    vec!["etc/".into(), "etc/os-release".into()]
+                ),
+                (TAR.into(), true, vec!["b".into()]),
+            ],
+        ]
+    );
+    assert_ne!(a.layer_digests[1], b.layer_digests[1]);
+    assert!(scratch_is_empty(dir.path()));
+
+    // A layer whose diff_id is a lie: DATA_LOSS, and the scanner is never called.
+    let t = tar_of(&[E::File("x", b"x")]);
+    let blob = gz(&t);
+    let client = oci(&reg);
+    let layer = push_blob(&reg, &client, "liar", &blob).await;
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sidescan_testkit::digest::sha256_digest(b"other")]},
+    })
+    .to_string();
+    let config_digest = push_blob(&reg, &client, "liar", config.as_bytes()).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": GZIP_LAYER, "digest": layer, "size": blob.len()}],
+    })
+    .to_string();
+    push_manifest(&reg, "liar", "1", manifest.as_bytes(), OCI_MANIFEST).await;
+    let err = p
+        .scan(&scanner, &job(&reg, "liar:1"), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err}");
+    assert_eq!(reader.0.lock().unwrap().len(), 2, "the scanner saw a lie");
+    assert!(scratch_is_empty(dir.path()));
+}

@@ -53,7 +53,10 @@ async fn run_case(case: &HostileCase, registry: &FakeRegistry, input: Input) -> 
     // A scanner that takes only the verified OCI layout reads the layers itself: the SDK unpacks
     // nothing, so there is nothing it skips (no notice is due), and a layer it cannot decode cannot
     // be skipped either: that image is FAILED_PRECONDITION for such a scanner.
-    let layout_only = input == (Input::WholeImage { rootfs: false });
+    let layout_only = matches!(
+        input,
+        Input::WholeImage { rootfs: false } | Input::UncompressedLayout
+    );
     let expected = match &case.expected {
         Expected::SkippedWithNotice if layout_only && case.name == "unknown-layer-media-type" => {
             Expected::Fails(&[Code::FailedPrecondition])
@@ -142,6 +145,7 @@ async fn every_hostile_case_gets_its_documented_outcome_and_nothing_escapes() {
             Input::PerLayer,
             Input::WholeImage { rootfs: true },
             Input::WholeImage { rootfs: false },
+            Input::UncompressedLayout,
         ] {
             if let Err(problem) = run_case(case, &registry, input).await {
                 failures.push(format!("{} ({input:?}): {problem}", case.name));

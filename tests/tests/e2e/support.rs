@@ -101,8 +101,41 @@ impl Scanner for Reader {
                 ..ScanFindings::default()
             });
         }
-        Ok(ScanFindings::default())
+        // Layout only: the layout's own manifest names only blobs whose bytes hash to their
+        // digest (an uncompressed layer's is its verified diff_id), so an engine reading it
+        // sees exactly what the SDK verified.
+        unsound_layout_blobs(&image.layout_dir).map(|()| ScanFindings::default())
     }
+}
+
+/// Checks every blob the layout's manifest names against its digest; INTERNAL if one differs.
+fn unsound_layout_blobs(layout: &Path) -> Result<(), Error> {
+    use sha2::{Digest as _, Sha256};
+    let read_json = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("layout file")).expect("layout JSON")
+    };
+    let blob = |digest: &str| layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let index = read_json(&layout.join("index.json"));
+    let manifest = read_json(&blob(
+        index["manifests"][0]["digest"].as_str().expect("digest"),
+    ));
+    let named = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain([&manifest["config"]]);
+    for descriptor in named {
+        let digest = descriptor["digest"].as_str().expect("digest");
+        let Ok(bytes) = std::fs::read(blob(digest)) else {
+            continue; // a non-distributable layer has no blob
+        };
+        if format!("sha256:{}", hex::encode(Sha256::digest(&bytes))) != digest {
+            return Err(Error::internal(format!(
+                "layout blob {digest} does not match its digest"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn eicar(path: &str) -> Finding {

@@ -15,7 +15,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::{REPO, TAG};
+use crate::REPO;
 
 /// A release `sidescan-trivy` process on 127.0.0.1 with its own temp dir (empty blob cache).
 pub(crate) struct Adapter {
@@ -34,6 +34,14 @@ impl Adapter {
             .prefix("bench-trivy-adapter-")
             .tempdir()
             .map_err(|e| e.to_string())?;
+        // Cold means cold: no layer Trivy analysed for an earlier adapter is kept (the adapter's
+        // `--layer-cache-max-size` caches live beside the DB in the Trivy cache dir).
+        match std::fs::remove_dir_all(trivy_cache.join("layer-cache")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("clearing Trivy's layer caches: {e}"));
+            }
+            _ => {}
+        }
         let log =
             std::fs::File::create(dir.path().join("adapter.log")).map_err(|e| e.to_string())?;
         let child = Command::new(env!("CARGO_BIN_EXE_sidescan-trivy"))
@@ -129,9 +137,10 @@ impl Adapter {
 pub(crate) async fn scan(
     client: &mut ScanClient<tonic::transport::Channel>,
     registry: &Registry,
+    tag: &str,
 ) -> Result<(Duration, BTreeSet<(String, String)>), String> {
     let mut req = pb::ScanRequest {
-        image: format!("{REPO}:{TAG}"),
+        image: format!("{REPO}:{tag}"),
         registry: Some(pb::Registry {
             url: registry.url(),
             ..Default::default()

@@ -186,8 +186,18 @@ impl LayerEntries {
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
     ) -> Result<Self, LayerFailure> {
+        Self::open_copying(check, budget, cancel, None)
+    }
+
+    /// [`open`](Self::open), writing the uncompressed stream to `copy` as it is read and checked.
+    pub(crate) fn open_copying(
+        check: &LayerCheck,
+        budget: &Arc<Budget>,
+        cancel: &CancellationToken,
+        copy: Option<std::fs::File>,
+    ) -> Result<Self, LayerFailure> {
         Ok(Self {
-            open: OpenLayer::open(check, budget, cancel)?,
+            open: OpenLayer::open(check, budget, cancel, copy)?,
             check: check.clone(),
             budget: budget.clone(),
             headers: 0,

@@ -2,7 +2,7 @@
 //! gzip / zstd / plain -> sha256 (the diff_id) + the budget's limits -> Go-compatible tar reader.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -55,6 +55,18 @@ pub(crate) struct Guarded<R> {
     budget: Arc<Budget>,
     blob_size: u64,
     cancel: CancellationToken,
+    /// Where the checked bytes are copied to, if anywhere (an uncompressed layout's layer).
+    copy: Option<io::BufWriter<std::fs::File>>,
+}
+
+impl<R> Guarded<R> {
+    /// Flushes the copy, if any.
+    fn flush_copy(&mut self) -> io::Result<()> {
+        match &mut self.copy {
+            Some(copy) => copy.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<R: Read> Read for Guarded<R> {
@@ -73,6 +85,13 @@ impl<R: Read> Read for Guarded<R> {
             .add_uncompressed(n as u64)
             .and_then(|()| self.budget.check_ratio(layer_total, self.blob_size))
             .map_err(|e| self.budget.trip(e))?;
+        if let Some(copy) = &mut self.copy {
+            copy.write_all(&buf[..n]).map_err(|e| {
+                self.budget.trip(Error::resource_exhausted(format!(
+                    "cannot write the uncompressed layer: {e}"
+                )))
+            })?;
+        }
         Ok(n)
     }
 }
@@ -125,11 +144,13 @@ impl From<ImageError> for LayerFailure {
 }
 
 impl OpenLayer {
-    /// Opens the decode chain over a cached blob.
+    /// Opens the decode chain over a cached blob; with `copy`, every uncompressed byte that
+    /// passes the limits is written there as well.
     pub(crate) fn open(
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
+        copy: Option<std::fs::File>,
     ) -> Result<Self, LayerFailure> {
         let file = std::fs::File::open(&check.path).map_err(|e| LayerFailure {
             error: Error::internal(format!(
@@ -160,6 +181,7 @@ impl OpenLayer {
             budget: budget.clone(),
             blob_size: check.size,
             cancel: cancel.clone(),
+            copy: copy.map(|f| io::BufWriter::with_capacity(4 * CHUNK, f)),
         };
         Ok(Self {
             tar: TarReader::new(guarded),
@@ -181,6 +203,7 @@ impl OpenLayer {
             budget: budget.clone(),
             blob_size: 0,
             cancel: cancel.clone(),
+            copy: None,
         };
         Self {
             tar: TarReader::new(guarded),
@@ -199,6 +222,9 @@ impl OpenLayer {
     pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<u64, LayerFailure> {
         let mut rest = self.tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
+        rest.flush_copy().map_err(|e| {
+            Error::resource_exhausted(format!("cannot write the uncompressed layer: {e}"))
+        })?;
         drop(rest);
         let c = self
             .compressed

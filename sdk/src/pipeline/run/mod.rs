@@ -39,6 +39,7 @@ use crate::plugin::{Input, Scanner};
 mod artifact;
 mod per_layer;
 mod resolve;
+mod uncompressed;
 mod whole_image;
 
 use whole_image::{RemoteLeaf, WholeImage};
@@ -292,7 +293,11 @@ impl Run<'_> {
                 self.scan_layers(&layers, &cfg.rootfs.diff_ids, &ctx)
                     .await?
             }
-            Input::WholeImage { rootfs } => {
+            input @ (Input::WholeImage { .. } | Input::UncompressedLayout) => {
+                let (rootfs, uncompressed) = match input {
+                    Input::WholeImage { rootfs } => (rootfs, false),
+                    _ => (false, true),
+                };
                 let image = WholeImage {
                     n,
                     leaf,
@@ -302,8 +307,13 @@ impl Run<'_> {
                     config_handle: &config_handle,
                     platform: platform.clone(),
                     rootfs,
+                    uncompressed,
                 };
-                let kind = if rootfs { "layout+rootfs" } else { "layout" };
+                let kind = match (rootfs, uncompressed) {
+                    (true, _) => "layout+rootfs",
+                    (false, false) => "layout",
+                    (false, true) => "uncompressed-layout",
+                };
                 self.cached_image_result(&leaf.digest, kind, &ctx, self.scan_whole(image, &ctx))
                     .await?
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::uncompressed::UncompressedLayers;
 use super::{Fetch, Leaf, PARALLEL_DOWNLOADS, Run, blob_digest, join_error, layer_infos};
 use crate::context::{Phase, ProgressEvent, ScanContext};
 use crate::error::Error;
@@ -113,105 +114,79 @@ impl Run<'_> {
         } else {
             None
         };
+        let mut uncompressed = if image.uncompressed {
+            Some(UncompressedLayers::create(base.join("uncompressed"))?)
+        } else {
+            None
+        };
         let budget = self.budget.clone();
         let mut handles = Vec::new();
-        for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
-            let (mut handle, fetched) = fetch.await.map_err(join_error)??;
-            if let Some(root) = &rootfs {
-                progress.scanning(format!(
-                    "unpacking layer {} of {}",
-                    i + 1,
-                    image.layers.len()
-                ));
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let check = LayerCheck {
-                        path: handle.path().to_path_buf(),
-                        format: layer_format(&image.layers[i].media_type),
-                        digest: digest.clone(),
-                        size,
-                        diff_id: image.diff_ids[i].clone(),
-                    };
-                    let checkpoint = budget.checkpoint();
-                    let result = self.unpack(root.clone(), check, budget.clone()).await?;
-                    match result {
-                        Ok(mut n) => {
-                            notices.append(&mut n);
-                            break;
+        // A layer that fails to download or unpack ends the scan; verifications already
+        // started are stopped and awaited first, since one may be writing into the scratch dir.
+        let gathered: Result<(), Error> = async {
+            for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
+                let (mut handle, fetched) = fetch.await.map_err(join_error)??;
+                let layer_check = |path: &Path| LayerCheck {
+                    path: path.to_path_buf(),
+                    format: layer_format(&image.layers[i].media_type),
+                    digest: digest.clone(),
+                    size,
+                    diff_id: image.diff_ids[i].clone(),
+                };
+                if let Some(root) = &rootfs {
+                    progress.scanning(format!(
+                        "unpacking layer {} of {}",
+                        i + 1,
+                        image.layers.len()
+                    ));
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let check = layer_check(handle.path());
+                        let checkpoint = budget.checkpoint();
+                        let result = self.unpack(root.clone(), check, budget.clone()).await?;
+                        match result {
+                            Ok(mut n) => {
+                                notices.append(&mut n);
+                                break;
+                            }
+                            Err(f)
+                                if f.cache_suspect
+                                    && attempt == 1
+                                    && !self.cache.verify(&handle, true).await? =>
+                            {
+                                self.cache.invalidate(&digest);
+                                budget.rewind(checkpoint);
+                                handle = self.fetch_now(&digest, size, &progress).await?.0;
+                            }
+                            Err(f) => return Err(f.error),
                         }
-                        Err(f)
-                            if f.cache_suspect
-                                && attempt == 1
-                                && !self.cache.verify(&handle, true).await? =>
-                        {
-                            self.cache.invalidate(&digest);
-                            budget.rewind(checkpoint);
-                            handle = self.fetch_now(&digest, size, &progress).await?.0;
-                        }
-                        Err(f) => return Err(f.error),
                     }
+                    progress.layer_done();
+                } else {
+                    if !fetched && !self.cache.verify(&handle, false).await? {
+                        self.cache.invalidate(&digest);
+                        handle = self.fetch_now(&digest, size, &progress).await?.0;
+                    }
+                    let check = layer_check(handle.path());
+                    let copy_to = match &mut uncompressed {
+                        Some(dir) => dir.plan(i, &check, &self.verified),
+                        None => None,
+                    };
+                    verifications.push(self.spawn_verification(check, &budget, copy_to));
                 }
-                progress.layer_done();
-            } else {
-                if !fetched && !self.cache.verify(&handle, false).await? {
-                    self.cache.invalidate(&digest);
-                    handle = self.fetch_now(&digest, size, &progress).await?.0;
-                }
-                verifications.push(self.spawn_verification(
-                    LayerCheck {
-                        path: handle.path().to_path_buf(),
-                        format: layer_format(&image.layers[i].media_type),
-                        digest: digest.clone(),
-                        size,
-                        diff_id: image.diff_ids[i].clone(),
-                    },
-                    &budget,
-                ));
+                handles.push((digest, handle));
             }
-            handles.push((digest, handle));
+            Ok(())
         }
-        let layout_dir = base.join("layout");
-        let layout_ref = self
-            .target
-            .image
-            .tag
-            .clone()
-            .unwrap_or_else(|| "latest".to_string());
-        {
-            let mut blobs: Vec<(&str, &Path)> =
-                vec![(image.config_digest, image.config_handle.path())];
-            for (digest, handle) in &handles {
-                blobs.push((digest.as_str(), handle.path()));
+        .await;
+        if let Err(e) = gathered {
+            self.cancel.cancel();
+            for verification in verifications {
+                let _ = verification.await;
             }
-            let platform = image.leaf.index_platform.clone().or_else(|| {
-                image.platform.as_ref().map(|p| PlatformSpec {
-                    architecture: p.architecture.clone(),
-                    os: p.os.clone(),
-                    variant: (!p.variant.is_empty()).then(|| p.variant.clone()),
-                })
-            });
-            let layout = LayoutImage {
-                manifest: &image.leaf.bytes,
-                digest: &image.leaf.digest,
-                media_type: &image.leaf.media_type,
-                platform,
-                ref_name: &layout_ref,
-                blobs,
-            };
-            // Small metadata writes and hard links: cheap enough to do inline.
-            write_layout(&layout_dir, &layout)?;
+            return Err(e);
         }
-        let input = ImageInput {
-            layout_dir,
-            layout_ref,
-            rootfs,
-            manifest_digest: image.leaf.digest.clone(),
-            config_digest: image.config_digest.to_string(),
-            layers: layer_infos(image.layers, image.diff_ids),
-            platform: image.platform.clone(),
-        };
-        progress.scanning(format!("scanning image {}", image.leaf.digest));
         // The first failure cancels the scan's other work; the remaining verifications are
         // still awaited, so none outlives the scan.
         let verified = async {
@@ -235,19 +210,87 @@ impl Run<'_> {
             }
             outcome
         };
+        tokio::pin!(verified);
+        // An uncompressed layout is complete only when every layer it holds uncompressed has
+        // been read and verified: the scanner waits for that.
+        let rewritten = match &uncompressed {
+            Some(dir) if dir.has_layers() => {
+                (&mut verified).await?;
+                Some(dir.manifest(&image.leaf.bytes)?)
+            }
+            _ => None,
+        };
+        let layout_dir = base.join("layout");
+        let layout_ref = self
+            .target
+            .image
+            .tag
+            .clone()
+            .unwrap_or_else(|| "latest".to_string());
+        {
+            let mut blobs: Vec<(&str, &Path)> =
+                vec![(image.config_digest, image.config_handle.path())];
+            for (digest, handle) in &handles {
+                if rewritten.is_none()
+                    || !uncompressed
+                        .as_ref()
+                        .is_some_and(|dir| dir.replaces(digest))
+                {
+                    blobs.push((digest.as_str(), handle.path()));
+                }
+            }
+            if let Some(dir) = &uncompressed {
+                blobs.extend(dir.blobs());
+            }
+            let (manifest, manifest_digest) = match &rewritten {
+                Some((bytes, digest)) => (bytes.as_slice(), digest.as_str()),
+                None => (image.leaf.bytes.as_slice(), image.leaf.digest.as_str()),
+            };
+            let platform = image.leaf.index_platform.clone().or_else(|| {
+                image.platform.as_ref().map(|p| PlatformSpec {
+                    architecture: p.architecture.clone(),
+                    os: p.os.clone(),
+                    variant: (!p.variant.is_empty()).then(|| p.variant.clone()),
+                })
+            });
+            let layout = LayoutImage {
+                manifest,
+                digest: manifest_digest,
+                media_type: &image.leaf.media_type,
+                platform,
+                ref_name: &layout_ref,
+                blobs,
+            };
+            // Small metadata writes and hard links: cheap enough to do inline.
+            write_layout(&layout_dir, &layout)?;
+        }
+        let input = ImageInput {
+            layout_dir,
+            layout_ref,
+            rootfs,
+            manifest_digest: image.leaf.digest.clone(),
+            config_digest: image.config_digest.to_string(),
+            layers: layer_infos(image.layers, image.diff_ids),
+            platform: image.platform.clone(),
+        };
+        progress.scanning(format!("scanning image {}", image.leaf.digest));
         let scan = self.scanner.scan_image(&input, ctx);
-        tokio::pin!(verified, scan);
+        tokio::pin!(scan);
         // A layer that fails verification voids whatever the scanner made of it: its error wins,
         // and stops the scanner at once if it comes first.
-        let scanned = tokio::select! {
-            biased;
-            verified = &mut verified => {
-                verified?;
-                scan.await
-            }
-            scanned = &mut scan => {
-                verified.await?;
-                scanned
+        let scanned = if rewritten.is_some() {
+            scan.await
+        } else {
+            tokio::select! {
+                biased;
+                verified = &mut verified => {
+                    verified?;
+                    scan.await
+                }
+                scanned = &mut scan => {
+                    verified.await?;
+                    scanned
+                }
             }
         };
         let mut findings = scanned?;
@@ -257,20 +300,26 @@ impl Run<'_> {
     }
 
     /// Verifies one downloaded layer (digest, diff_id, limits) on a blocking thread, or replays
-    /// the totals of a layer this process verified before ([`VerifiedLayers`](crate::image::layer::VerifiedLayers)). It writes
-    /// nothing, so it does not hold the scratch dir: a scan that fails early removes its scratch
-    /// dir at once, and the scan's cancellation (on return) stops the verification. A failure
-    /// carries the layer's digest.
+    /// the totals of a layer this process verified before
+    /// ([`VerifiedLayers`](crate::image::layer::VerifiedLayers)). Unless it writes the layer
+    /// uncompressed (`copy_to`), it writes nothing and does not hold the scratch dir: a scan that
+    /// fails early removes its scratch dir at once, and the scan's cancellation (on return)
+    /// stops the verification. A failure carries the layer's digest.
     fn spawn_verification(
         &self,
         check: LayerCheck,
         budget: &Arc<Budget>,
+        copy_to: Option<PathBuf>,
     ) -> JoinHandle<Result<(), (LayerFailure, String)>> {
         let (budget, cancel, verified) =
             (budget.clone(), self.cancel.clone(), self.verified.clone());
+        // Writing the uncompressed layer holds the scratch dir until the write ends.
+        let scratch = copy_to.as_ref().map(|_| self.scratch.clone());
         tokio::task::spawn_blocking(move || {
-            verify_layer(&check, &budget, &cancel, &verified)
-                .map_err(|failure| (failure, check.digest))
+            let result = verify_layer(&check, &budget, &cancel, &verified, copy_to.as_deref())
+                .map_err(|failure| (failure, check.digest));
+            drop(scratch);
+            result
         })
     }
 
@@ -334,6 +383,8 @@ pub(super) struct WholeImage<'a> {
     pub(super) config_handle: &'a BlobHandle,
     pub(super) platform: Option<Platform>,
     pub(super) rootfs: bool,
+    /// Layers uncompressed in the layout ([`Input::UncompressedLayout`](crate::Input)).
+    pub(super) uncompressed: bool,
 }
 
 /// What `scan_remote` needs about one image.
