@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 use crate::image::layer::PARSER_GENERATION;
 use crate::model::ScanFindings;
 
-pub(crate) use blob::{BlobCache, BlobHandle};
+pub(crate) use blob::{BlobCache, BlobHandle, sha256_file};
 pub(crate) use shared::SharedResults;
 
 use crate::metrics::{CacheKind, Metrics};

@@ -92,7 +92,11 @@ pub(crate) fn uncompressed_manifest(
         let docker = layer
             .get("mediaType")
             .and_then(|m| m.as_str())
-            .is_some_and(|m| m.starts_with("application/vnd.docker."));
+            .is_some_and(|m| {
+                m.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/vnd.docker.")
+            });
         let media_type = if docker {
             DOCKER_UNCOMPRESSED_LAYER
         } else {

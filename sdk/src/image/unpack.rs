@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::cache::sha256_file;
 use super::error::Error as ImageError;
 use super::layer::{
     Budget, Item, LayerCheck, LayerEntries, LayerFailure, VerifiedLayers, display_path,
@@ -129,10 +130,37 @@ fn io_fail(action: &str, path: &Path, e: io::Error) -> LayerFailure {
     ImageError::io("unpacking", action, path, e).into()
 }
 
-/// Reads a layer to its end without writing anything: the same decode chain, limits (entries,
+/// Hashes a cached blob whose layer was verified before: the layer is not decoded again, but its
+/// bytes are still checked against the digest (a damaged cache file that kept its stamp is a
+/// cache-suspect failure, exactly as when decoding it).
+fn check_blob_bytes(check: &LayerCheck) -> Result<(), LayerFailure> {
+    let suspect = |error: crate::error::Error| LayerFailure {
+        error,
+        cache_suspect: true,
+    };
+    let size = std::fs::metadata(&check.path)
+        .map_err(|e| suspect(ImageError::io("verifying", "read", &check.path, e).into()))?
+        .len();
+    let hex = sha256_file(&check.path)
+        .map_err(|e| suspect(ImageError::io("verifying", "read", &check.path, e).into()))?;
+    let actual = format!("sha256:{hex}");
+    if size != check.size || actual != check.digest {
+        return Err(suspect(
+            ImageError::ChangedOnDisk {
+                digest: check.digest.clone(),
+                actual,
+                bytes: size,
+            }
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a layer to its end without unpacking it: the same decode chain, limits (entries,
 /// single-file size, uncompressed bytes, compression ratio) and digest and diff_id checks as
 /// [`unpack_layer`]. For whole-image scanners that take only the OCI layout, so that their layers
-/// are verified and bounded too.
+/// are verified and bounded too. It writes nothing unless asked to (`copy_to`).
 ///
 /// A layer `verified` holds (the same blob, compression and diff_id, read to its end before by
 /// this process) is not read again: its totals are charged to `budget` instead, so the image-wide
@@ -149,17 +177,19 @@ pub(crate) fn verify_layer(
     copy_to: Option<&Path>,
 ) -> Result<(), LayerFailure> {
     let copy = match copy_to {
-        Some(path) => Some(
+        Some(path) => Some((
             std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| io_fail("create", path, e))?,
-        ),
+            path.to_path_buf(),
+        )),
         None => {
             if let Some(totals) = verified.get(check) {
                 tracing::debug!(layer = %check.digest, "layer verified before: its totals replayed");
+                check_blob_bytes(check)?;
                 return totals.replay(check.size, budget).map_err(Into::into);
             }
             None
@@ -569,10 +599,16 @@ mod tests {
         assert_eq!(totals.entries, 4);
         assert_eq!(totals.uncompressed, t.len() as u64);
         assert_eq!(totals.largest_file, Some((3000, "/d/big".into())));
-        // replayed, not read: the blob is gone, the budget is charged exactly as by reading
-        std::fs::remove_file(&check.path).unwrap();
+        // replayed: the budget is charged exactly as by reading
         let second = budget();
         verify_layer(&check, &second, &cancel, &memo, None).unwrap();
         assert_eq!(first.checkpoint(), second.checkpoint());
+        // but the blob's bytes are still checked: damaged (same size), it is cache-suspect
+        let mut bytes = std::fs::read(&check.path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&check.path, &bytes).unwrap();
+        let f = verify_layer(&check, &budget(), &cancel, &memo, None).unwrap_err();
+        assert!(f.cache_suspect, "{f:?}");
+        assert_eq!(f.error.code(), tonic::Code::DataLoss, "{:?}", f.error);
     }
 }

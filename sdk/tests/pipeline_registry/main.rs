@@ -555,6 +555,28 @@ async fn layers_verified_before_still_count_against_each_images_limits() {
     std::fs::write(&cached, &bad).unwrap();
     p.scan(&scanner, &job(&reg, "c:1"), &ctx()).await.unwrap();
     assert_eq!(std::fs::read(&cached).unwrap(), good, "corrupt blob kept");
+    // Damage that keeps the stamp (size, inode, mtime): the layer is not decoded again, but its
+    // bytes are still hashed, so the scan is refused and the blob forgotten, never handed over.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cached)
+        .unwrap();
+    let mtime = file.metadata().unwrap().modified().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[bad[mid]], mid as u64).unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    // another engine version: not answered from the whole-image result cache
+    let recorder = Recorder::new(Input::WholeImage { rootfs: false });
+    *recorder.engine.lock().unwrap() = "engine-2".into();
+    let scanner_c: Arc<dyn Scanner> = recorder;
+    let err = p
+        .scan(&scanner_c, &job(&reg, "c:1"), &ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err}");
+    // forgotten: the next scan downloads it again and succeeds
+    p.scan(&scanner_c, &job(&reg, "c:1"), &ctx()).await.unwrap();
+    assert_eq!(std::fs::read(&cached).unwrap(), good);
     assert!(scratch_is_empty(dir.path()));
 }
 
@@ -664,6 +686,16 @@ async fn uncompressed_layout_holds_verified_tar_streams() {
     assert_ne!(a.layer_digests[1], b.layer_digests[1]);
     assert!(scratch_is_empty(dir.path()));
 
+    // The same layer twice in one image: both entries uncompressed, one file.
+    let twice = vec![E::File("twice", b"t")];
+    push_image(&reg, "twice", "1", &[twice.clone(), twice], "amd64").await;
+    p.scan(&scanner, &job(&reg, "twice:1"), &ctx())
+        .await
+        .unwrap();
+    let seen = reader.0.lock().unwrap().last().cloned().unwrap();
+    let layer = (TAR.to_string(), true, vec!["twice".to_string()]);
+    assert_eq!(seen, vec![layer.clone(), layer]);
+
     // A layer whose diff_id is a lie: DATA_LOSS, and the scanner is never called.
     let t = tar_of(&[E::File("x", b"x")]);
     let blob = gz(&t);
@@ -688,6 +720,6 @@ async fn uncompressed_layout_holds_verified_tar_streams() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err}");
-    assert_eq!(reader.0.lock().unwrap().len(), 2, "the scanner saw a lie");
+    assert_eq!(reader.0.lock().unwrap().len(), 3, "the scanner saw a lie");
     assert!(scratch_is_empty(dir.path()));
 }

@@ -194,7 +194,7 @@ impl LayerEntries {
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
-        copy: Option<std::fs::File>,
+        copy: Option<(std::fs::File, std::path::PathBuf)>,
     ) -> Result<Self, LayerFailure> {
         Ok(Self {
             open: OpenLayer::open(check, budget, cancel, copy)?,

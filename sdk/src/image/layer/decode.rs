@@ -56,14 +56,19 @@ pub(crate) struct Guarded<R> {
     blob_size: u64,
     cancel: CancellationToken,
     /// Where the checked bytes are copied to, if anywhere (an uncompressed layout's layer).
-    copy: Option<io::BufWriter<std::fs::File>>,
+    copy: Option<(io::BufWriter<std::fs::File>, PathBuf)>,
+}
+
+/// The error of a failed write of the uncompressed copy (a full disk is RESOURCE_EXHAUSTED).
+fn copy_failure(path: &std::path::Path, e: io::Error) -> Error {
+    ImageError::io("writing the uncompressed layer", "write", path, e).into()
 }
 
 impl<R> Guarded<R> {
     /// Flushes the copy, if any.
-    fn flush_copy(&mut self) -> io::Result<()> {
+    fn flush_copy(&mut self) -> Result<(), Error> {
         match &mut self.copy {
-            Some(copy) => copy.flush(),
+            Some((copy, path)) => copy.flush().map_err(|e| copy_failure(path, e)),
             None => Ok(()),
         }
     }
@@ -85,12 +90,9 @@ impl<R: Read> Read for Guarded<R> {
             .add_uncompressed(n as u64)
             .and_then(|()| self.budget.check_ratio(layer_total, self.blob_size))
             .map_err(|e| self.budget.trip(e))?;
-        if let Some(copy) = &mut self.copy {
-            copy.write_all(&buf[..n]).map_err(|e| {
-                self.budget.trip(Error::resource_exhausted(format!(
-                    "cannot write the uncompressed layer: {e}"
-                )))
-            })?;
+        if let Some((copy, path)) = &mut self.copy {
+            copy.write_all(&buf[..n])
+                .map_err(|e| self.budget.trip(copy_failure(path, e)))?;
         }
         Ok(n)
     }
@@ -150,7 +152,7 @@ impl OpenLayer {
         check: &LayerCheck,
         budget: &Arc<Budget>,
         cancel: &CancellationToken,
-        copy: Option<std::fs::File>,
+        copy: Option<(std::fs::File, PathBuf)>,
     ) -> Result<Self, LayerFailure> {
         let file = std::fs::File::open(&check.path).map_err(|e| LayerFailure {
             error: Error::internal(format!(
@@ -181,7 +183,7 @@ impl OpenLayer {
             budget: budget.clone(),
             blob_size: check.size,
             cancel: cancel.clone(),
-            copy: copy.map(|f| io::BufWriter::with_capacity(4 * CHUNK, f)),
+            copy: copy.map(|(f, path)| (io::BufWriter::with_capacity(4 * CHUNK, f), path)),
         };
         Ok(Self {
             tar: TarReader::new(guarded),
@@ -222,9 +224,7 @@ impl OpenLayer {
     pub(crate) fn finish(self, check: &LayerCheck, budget: &Budget) -> Result<u64, LayerFailure> {
         let mut rest = self.tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(|e| read_failure(e, check, budget))?;
-        rest.flush_copy().map_err(|e| {
-            Error::resource_exhausted(format!("cannot write the uncompressed layer: {e}"))
-        })?;
+        rest.flush_copy()?;
         drop(rest);
         let c = self
             .compressed

@@ -11,9 +11,9 @@
 //! of reading the layer: the same limits trip with the same codes. Only successes are kept;
 //! a layer that failed is read again (and fails again) every time.
 //!
-//! The memo lives in memory only (nothing on disk to tamper with) and trusts the blob cache's
-//! own check of the file (its digest when downloaded, its stamp afterwards), exactly as the
-//! layout handed to the scanner does.
+//! The memo lives in memory only (nothing on disk to tamper with). A replayed layer's blob is
+//! still hashed ([`verify_layer`]): decoding is what is spared, not the check of the bytes the
+//! scanner will read.
 //!
 //! [`verify_layer`]: crate::image::unpack::verify_layer
 
@@ -42,13 +42,20 @@ pub(crate) struct LayerTotals {
 impl LayerTotals {
     /// Charges these totals to `budget` as reading the layer would have: entries, the largest
     /// file, uncompressed bytes and the layer's compression ratio.
+    /// A tripped limit is recorded in the budget as when reading, so that it wins over a
+    /// failure it causes in another layer of the image.
     pub(crate) fn replay(&self, blob_size: u64, budget: &Budget) -> Result<(), Error> {
-        budget.add_entries(self.entries)?;
-        if let Some((size, path)) = &self.largest_file {
-            budget.check_file(*size, path)?;
-        }
-        budget.add_uncompressed(self.uncompressed)?;
-        budget.check_ratio(self.uncompressed, blob_size)
+        let charge = || -> Result<(), Error> {
+            budget.add_entries(self.entries)?;
+            if let Some((size, path)) = &self.largest_file {
+                budget.check_file(*size, path)?;
+            }
+            budget.add_uncompressed(self.uncompressed)?;
+            budget.check_ratio(self.uncompressed, blob_size)
+        };
+        charge().inspect_err(|e| {
+            budget.trip(e.clone());
+        })
     }
 }
 

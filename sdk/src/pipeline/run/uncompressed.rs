@@ -10,11 +10,22 @@ use crate::image::layout::uncompressed_manifest;
 use crate::image::manifest::LayerFormat;
 use crate::image::reference::{digest_hex, parse_digest};
 
+/// One manifest layer handed over uncompressed.
+struct Rewritten {
+    /// Its index in the manifest's `layers`.
+    index: usize,
+    /// Its diff_id: the digest of the uncompressed file.
+    diff_id: String,
+    /// The uncompressed file in the scan's scratch dir.
+    path: PathBuf,
+}
+
 /// The uncompressed layers of one image, written into a directory of the scan's scratch dir.
+/// The compressed blobs stay in the layout as well (unreferenced blobs are valid there), so a
+/// manifest entry that keeps the compressed form always finds its blob.
 pub(super) struct UncompressedLayers {
     dir: PathBuf,
-    /// Layer index in the manifest, diff_id, file, and the compressed blob it replaces.
-    layers: Vec<(usize, String, PathBuf, String)>,
+    layers: Vec<Rewritten>,
 }
 
 impl UncompressedLayers {
@@ -30,17 +41,27 @@ impl UncompressedLayers {
     }
 
     /// Whether layer `index` goes into the layout uncompressed, and if so the file its
-    /// verification writes (`None` as well when an earlier layer of the image with the same
-    /// diff_id writes it). A layer is handed over as pulled when it is not compressed, when this
-    /// process verified it before (an engine's own per-layer cache, keyed by diff_id, then
-    /// most likely has it, and reads nothing), or when its diff_id is not a well-formed digest
-    /// (its verification fails with DATA_LOSS; no file is named after it).
+    /// verification writes. A layer whose diff_id an earlier layer of the image already writes
+    /// is handed over uncompressed too, sharing that file (`None`: nothing more to write).
+    /// Otherwise a layer is handed over as pulled when it is not compressed, when this process
+    /// verified it before (an engine's own per-layer cache, keyed by diff_id, then most likely
+    /// has it, and reads nothing), or when its diff_id is not a well-formed digest (its
+    /// verification fails with DATA_LOSS; no file is named after it).
     pub(super) fn plan(
         &mut self,
         index: usize,
         check: &LayerCheck,
         verified: &VerifiedLayers,
     ) -> Option<PathBuf> {
+        if let Some(earlier) = self.layers.iter().find(|l| l.diff_id == check.diff_id) {
+            let path = earlier.path.clone();
+            self.layers.push(Rewritten {
+                index,
+                diff_id: check.diff_id.clone(),
+                path,
+            });
+            return None;
+        }
         if !matches!(check.format, LayerFormat::Gzip | LayerFormat::Zstd)
             || parse_digest(&check.diff_id).is_err()
             || verified.get(check).is_some()
@@ -48,14 +69,12 @@ impl UncompressedLayers {
             return None;
         }
         let path = self.dir.join(digest_hex(&check.diff_id));
-        let first = !self.layers.iter().any(|(_, d, ..)| *d == check.diff_id);
-        self.layers.push((
+        self.layers.push(Rewritten {
             index,
-            check.diff_id.clone(),
-            path.clone(),
-            check.digest.clone(),
-        ));
-        first.then_some(path)
+            diff_id: check.diff_id.clone(),
+            path: path.clone(),
+        });
+        Some(path)
     }
 
     /// Whether any layer goes into the layout uncompressed.
@@ -67,13 +86,13 @@ impl UncompressedLayers {
     /// digest. Call once every layer's verification (which writes its file) has succeeded.
     pub(super) fn manifest(&self, original: &[u8]) -> Result<(Vec<u8>, String), Error> {
         let mut replaced = Vec::with_capacity(self.layers.len());
-        for (index, diff_id, path, _) in &self.layers {
-            let size = std::fs::metadata(path)
+        for layer in &self.layers {
+            let size = std::fs::metadata(&layer.path)
                 .map_err(|e| {
-                    Error::internal(format!("uncompressed layer {}: {e}", path.display()))
+                    Error::internal(format!("uncompressed layer {}: {e}", layer.path.display()))
                 })?
                 .len();
-            replaced.push((*index, diff_id.clone(), size));
+            replaced.push((layer.index, layer.diff_id.clone(), size));
         }
         uncompressed_manifest(original, &replaced)
     }
@@ -82,11 +101,6 @@ impl UncompressedLayers {
     pub(super) fn blobs(&self) -> impl Iterator<Item = (&str, &Path)> {
         self.layers
             .iter()
-            .map(|(_, diff_id, path, _)| (diff_id.as_str(), path.as_path()))
-    }
-
-    /// Whether the compressed blob `digest` is replaced by its uncompressed stream.
-    pub(super) fn replaces(&self, digest: &str) -> bool {
-        self.layers.iter().any(|(.., d)| d == digest)
+            .map(|l| (l.diff_id.as_str(), l.path.as_path()))
     }
 }

@@ -1,5 +1,7 @@
 //! Whole-image scans: a verified OCI layout, optionally with an unpacked rootfs
-//! ([`Input::WholeImage`](crate::plugin::Input::WholeImage)), or a digest-pinned reference the engine pulls itself
+//! ([`Input::WholeImage`](crate::plugin::Input::WholeImage)) or with its new layers uncompressed
+//! ([`Input::UncompressedLayout`](crate::plugin::Input::UncompressedLayout)), or a digest-pinned
+//! reference the engine pulls itself
 //! ([`Input::Remote`](crate::plugin::Input::Remote)); both through the whole-image result cache.
 
 use std::path::{Path, PathBuf};
@@ -60,8 +62,10 @@ impl Run<'_> {
         Ok(findings)
     }
 
-    /// Whole-image scan ([`Input::WholeImage`](crate::plugin::Input::WholeImage)): downloads the layers, unpacks them into a rootfs
-    /// or verifies them beside the scanner, writes the verified OCI layout and hands it over.
+    /// Whole-image scan ([`Input::WholeImage`](crate::plugin::Input::WholeImage),
+    /// [`Input::UncompressedLayout`](crate::plugin::Input::UncompressedLayout)): downloads the
+    /// layers, unpacks them into a rootfs or verifies them beside the scanner (or, uncompressed,
+    /// before it), writes the verified OCI layout and hands it over.
     pub(super) async fn scan_whole(
         &self,
         image: WholeImage<'_>,
@@ -189,7 +193,7 @@ impl Run<'_> {
         }
         // The first failure cancels the scan's other work; the remaining verifications are
         // still awaited, so none outlives the scan.
-        let verified = async {
+        let all_verified = async {
             let mut outcome = Ok(());
             for verification in verifications {
                 let failed = match verification.await {
@@ -210,15 +214,18 @@ impl Run<'_> {
             }
             outcome
         };
-        tokio::pin!(verified);
+        tokio::pin!(all_verified);
         // An uncompressed layout is complete only when every layer it holds uncompressed has
-        // been read and verified: the scanner waits for that.
+        // been read and verified: its scanner starts after every layer's verification.
         let rewritten = match &uncompressed {
-            Some(dir) if dir.has_layers() => {
-                (&mut verified).await?;
-                Some(dir.manifest(&image.leaf.bytes)?)
+            Some(dir) => {
+                (&mut all_verified).await?;
+                match dir.has_layers() {
+                    true => Some(dir.manifest(&image.leaf.bytes)?),
+                    false => None,
+                }
             }
-            _ => None,
+            None => None,
         };
         let layout_dir = base.join("layout");
         let layout_ref = self
@@ -231,13 +238,7 @@ impl Run<'_> {
             let mut blobs: Vec<(&str, &Path)> =
                 vec![(image.config_digest, image.config_handle.path())];
             for (digest, handle) in &handles {
-                if rewritten.is_none()
-                    || !uncompressed
-                        .as_ref()
-                        .is_some_and(|dir| dir.replaces(digest))
-                {
-                    blobs.push((digest.as_str(), handle.path()));
-                }
+                blobs.push((digest.as_str(), handle.path()));
             }
             if let Some(dir) = &uncompressed {
                 blobs.extend(dir.blobs());
@@ -278,17 +279,17 @@ impl Run<'_> {
         tokio::pin!(scan);
         // A layer that fails verification voids whatever the scanner made of it: its error wins,
         // and stops the scanner at once if it comes first.
-        let scanned = if rewritten.is_some() {
+        let scanned = if uncompressed.is_some() {
             scan.await
         } else {
             tokio::select! {
                 biased;
-                verified = &mut verified => {
+                verified = &mut all_verified => {
                     verified?;
                     scan.await
                 }
                 scanned = &mut scan => {
-                    verified.await?;
+                    all_verified.await?;
                     scanned
                 }
             }
