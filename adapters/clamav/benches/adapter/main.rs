@@ -133,6 +133,9 @@ impl Workload {
             "    adapter peak RSS    {:7.1} MiB (VmHWM)",
             adapter.rss as f64 / MIB
         );
+        if adapter.fell_back_to_instream {
+            println!("    adapter fell back to INSTREAM: clamd refused a descriptor (see its log)");
+        }
         let blobs = (self.blobs)
             .then(|| baseline(registry, clamd, self.repo, false))
             .transpose()?;

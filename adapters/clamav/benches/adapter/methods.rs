@@ -58,6 +58,12 @@ fn clamdscan(clamd: &ClamdProcess, target: &Path) -> Result<(usize, Duration), S
 pub(crate) struct Timing {
     pub(crate) total: Duration,
     steps: Vec<(&'static str, Duration)>,
+    /// A baseline's files (layout, rootfs), deleted only when the bench ends: removing thousands
+    /// of files just before the next method makes ext4 slow to create files for some seconds
+    /// (its recently-deleted inode check), and clamd creates a temporary file for every archive
+    /// it looks into (Debian's many `.gz` files), so that method would pay for this one's
+    /// clean-up.
+    work: Option<tempfile::TempDir>,
 }
 
 impl Timing {
@@ -116,6 +122,7 @@ pub(crate) fn baseline(
         let (infected, took) = clamdscan(clamd, &layout.join("blobs"))?;
         t.step("clamdscan blobs", took);
         one_eicar("baseline (a)", repo, infected)?;
+        t.work = Some(dir);
         return Ok(t);
     }
     let bundle = dir.path().join("bundle");
@@ -135,6 +142,7 @@ pub(crate) fn baseline(
     let (infected, took) = clamdscan(clamd, &bundle.join("rootfs"))?;
     t.step(CLAMDSCAN_ROOTFS, took);
     one_eicar("baseline (b)", repo, infected)?;
+    t.work = Some(dir);
     Ok(t)
 }
 
@@ -174,6 +182,8 @@ pub(crate) struct AdapterRun {
     pub(crate) rescan: Option<Duration>,
     /// Peak RSS (`VmHWM`), bytes.
     pub(crate) rss: u64,
+    /// The adapter logged that clamd refused a descriptor and it went on with `INSTREAM`.
+    pub(crate) fell_back_to_instream: bool,
 }
 
 /// Starts a fresh adapter on `clamd`, scans `repo`, then `rescan` (if any) on the same process.
@@ -222,5 +232,6 @@ pub(crate) fn adapter_run(
         first: scans.0,
         rescan: scans.1,
         rss: peak_rss(plugin.pid()).map_err(|e| e.to_string())?,
+        fell_back_to_instream: plugin.logs().contains("refused FILDES"),
     })
 }
