@@ -697,24 +697,9 @@ async fn uncompressed_layout_holds_verified_tar_streams() {
     assert_eq!(seen, vec![layer.clone(), layer]);
 
     // A layer whose diff_id is a lie: DATA_LOSS, and the scanner is never called.
-    let t = tar_of(&[E::File("x", b"x")]);
-    let blob = gz(&t);
-    let client = oci(&reg);
-    let layer = push_blob(&reg, &client, "liar", &blob).await;
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sidescan_testkit::digest::sha256_digest(b"other")]},
-    })
-    .to_string();
-    let config_digest = push_blob(&reg, &client, "liar", config.as_bytes()).await;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": GZIP_LAYER, "digest": layer, "size": blob.len()}],
-    })
-    .to_string();
-    push_manifest(&reg, "liar", "1", manifest.as_bytes(), OCI_MANIFEST).await;
+    let blob = gz(&tar_of(&[E::File("x", b"x")]));
+    let lie = sidescan_testkit::digest::sha256_digest(b"other");
+    push_gzip_layers(&reg, "liar", "1", &[(blob, lie)], "amd64").await;
     let err = p
         .scan(&scanner, &job(&reg, "liar:1"), &ctx())
         .await

@@ -142,15 +142,31 @@ pub(crate) async fn push_image(
     layers: &[Vec<E<'_>>],
     arch: &str,
 ) -> Pushed {
+    let layers: Vec<(Vec<u8>, String)> = layers
+        .iter()
+        .map(|entries| {
+            let t = tar_of(entries);
+            (gz(&t), sha256_digest(&t))
+        })
+        .collect();
+    push_gzip_layers(reg, repo, tag, &layers, arch).await
+}
+
+/// Pushes an image of gzip layer blobs with the diff_ids given for them, true or not.
+pub(crate) async fn push_gzip_layers(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    layers: &[(Vec<u8>, String)],
+    arch: &str,
+) -> Pushed {
     let client = oci(reg);
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     let mut layer_digests = Vec::new();
-    for entries in layers {
-        let t = tar_of(entries);
-        let blob = gz(&t);
-        diff_ids.push(sha256_digest(&t));
-        let d = push_blob(reg, &client, repo, &blob).await;
+    for (blob, diff_id) in layers {
+        diff_ids.push(diff_id.clone());
+        let d = push_blob(reg, &client, repo, blob).await;
         descs.push(serde_json::json!({"mediaType": GZIP_LAYER, "digest": d, "size": blob.len()}));
         layer_digests.push(d);
     }
