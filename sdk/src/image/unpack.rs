@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::cache::sha256_file;
 use super::error::Error as ImageError;
 use super::layer::{
-    Budget, Item, LayerCheck, LayerEntries, LayerFailure, VerifiedLayers, display_path,
+    Budget, Item, LayerCheck, LayerEntries, LayerFailure, NOT_HASHED_AGAIN, VerifiedLayers,
+    display_path,
 };
 use crate::input::EntryKind;
 use crate::model::{Notice, notice_codes};
@@ -132,7 +133,8 @@ fn io_fail(action: &str, path: &Path, e: io::Error) -> LayerFailure {
 
 /// Hashes a cached blob whose layer was verified before: the layer is not decoded again, but its
 /// bytes are still checked against the digest (a damaged cache file that kept its stamp is a
-/// cache-suspect failure, exactly as when decoding it).
+/// cache-suspect failure, exactly as when decoding it). A blob this scan has just downloaded and
+/// hashed ([`LayerCheck::hashed_at_download`]) has only its size checked.
 fn check_blob_bytes(check: &LayerCheck) -> Result<(), LayerFailure> {
     let suspect = |error: crate::error::Error| LayerFailure {
         error,
@@ -141,14 +143,18 @@ fn check_blob_bytes(check: &LayerCheck) -> Result<(), LayerFailure> {
     let size = std::fs::metadata(&check.path)
         .map_err(|e| suspect(ImageError::io("verifying", "read", &check.path, e).into()))?
         .len();
-    let hex = sha256_file(&check.path)
-        .map_err(|e| suspect(ImageError::io("verifying", "read", &check.path, e).into()))?;
-    let actual = format!("sha256:{hex}");
-    if size != check.size || actual != check.digest {
+    let actual = if check.hashed_at_download {
+        None
+    } else {
+        let hex = sha256_file(&check.path)
+            .map_err(|e| suspect(ImageError::io("verifying", "read", &check.path, e).into()))?;
+        Some(format!("sha256:{hex}"))
+    };
+    if size != check.size || actual.as_ref().is_some_and(|a| *a != check.digest) {
         return Err(suspect(
             ImageError::ChangedOnDisk {
                 digest: check.digest.clone(),
-                actual,
+                actual: actual.unwrap_or_else(|| NOT_HASHED_AGAIN.into()),
                 bytes: size,
             }
             .into(),
@@ -386,6 +392,7 @@ mod tests {
             digest: sha256_digest(&blob),
             size: blob.len() as u64,
             diff_id: sha256_digest(&t),
+            hashed_at_download: false,
         };
         unpack_layer(
             root,
@@ -583,6 +590,7 @@ mod tests {
             digest: sha256_digest(&blob),
             size: blob.len() as u64,
             diff_id: sha256_digest(b"not the tar"),
+            hashed_at_download: false,
         };
         let memo = VerifiedLayers::default();
         let cancel = CancellationToken::new();

@@ -37,7 +37,10 @@
 //!   mtime, so an unchanged stamp means unchanged content and no re-hash; a changed or missing
 //!   stamp means a full re-hash, and a mismatch invalidates the entry so the pipeline downloads
 //!   it again. On top of that, every streaming reader (layer walks, rootfs unpacks) hashes the
-//!   compressed bytes it reads and checks them at the end. Known limits: a change that keeps
+//!   compressed bytes of a cache hit as it reads them and checks them at the end; a blob the
+//!   same scan has just downloaded (and hashed as it wrote it) is only counted, not hashed
+//!   again, while its uncompressed stream is still checked against the diff_id, so changed
+//!   content that decodes differently is still caught. Known limits: a change that keeps
 //!   inode, size and mtime (raw-device bit rot, a write in the same coarse clock tick as the
 //!   insertion, or someone setting the mtime back on purpose) is only caught by those streaming
 //!   checks, not before a whole-image scanner reads a layout blob.

@@ -213,6 +213,7 @@ impl LayerEntries {
             digest: "(listed archive)".into(),
             size: 0,
             diff_id: String::new(),
+            hashed_at_download: false,
         };
         Self {
             open: OpenLayer::uncompressed(reader, budget, &CancellationToken::new()),

@@ -17,18 +17,39 @@ use crate::error::Error;
 use crate::image::error::Error as ImageError;
 use crate::image::manifest::LayerFormat;
 
+/// What [`ImageError::ChangedOnDisk`] names as the digest on disk of a blob hashed at download
+/// whose size changed since.
+pub(crate) const NOT_HASHED_AGAIN: &str = "(hashed at download, not again)";
+
 struct Tally {
-    hasher: Sha256,
+    /// `None` when the bytes are only counted (a blob hashed as it was downloaded).
+    hasher: Option<Sha256>,
     bytes: u64,
 }
 
 type SharedTally = Rc<RefCell<Tally>>;
 
 fn tally() -> SharedTally {
-    Rc::new(RefCell::new(Tally {
-        hasher: Sha256::new(),
-        bytes: 0,
-    }))
+    counter(Some(Sha256::new()))
+}
+
+fn counter(hasher: Option<Sha256>) -> SharedTally {
+    Rc::new(RefCell::new(Tally { hasher, bytes: 0 }))
+}
+
+impl Tally {
+    fn add(&mut self, bytes: &[u8]) {
+        if let Some(h) = &mut self.hasher {
+            h.update(bytes);
+        }
+        self.bytes += bytes.len() as u64;
+    }
+
+    /// `sha256:<hex>` of what passed, if it was hashed.
+    fn digest(self) -> Option<String> {
+        self.hasher
+            .map(|h| format!("sha256:{}", hex::encode(h.finalize())))
+    }
 }
 
 /// Hashes and counts what passes through.
@@ -40,9 +61,7 @@ struct Tee<R> {
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut t = self.tally.borrow_mut();
-        t.hasher.update(&buf[..n]);
-        t.bytes += n as u64;
+        self.tally.borrow_mut().add(&buf[..n]);
         Ok(n)
     }
 }
@@ -82,8 +101,7 @@ impl<R: Read> Read for Guarded<R> {
         let n = self.inner.read(buf)?;
         let layer_total = {
             let mut t = self.tally.borrow_mut();
-            t.hasher.update(&buf[..n]);
-            t.bytes += n as u64;
+            t.add(&buf[..n]);
             t.bytes
         };
         self.budget
@@ -118,6 +136,11 @@ pub(crate) struct LayerCheck {
     pub size: u64,
     /// Expected diff_id (`sha256:...`).
     pub diff_id: String,
+    /// This scan downloaded the blob just now and hashed it against `digest` as it was written
+    /// (the cache then keeps it in a directory only this process writes): the decode chain only
+    /// counts its bytes instead of hashing them a second time. False for every cache hit, whose
+    /// bytes are hashed as they are read.
+    pub hashed_at_download: bool,
 }
 
 /// Why reading a layer failed. `cache_suspect` means the cached blob may be corrupt: the caller
@@ -161,7 +184,7 @@ impl OpenLayer {
             )),
             cache_suspect: true,
         })?;
-        let compressed = tally();
+        let compressed = counter((!check.hashed_at_download).then(Sha256::new));
         let tee = Tee {
             inner: file,
             tally: compressed.clone(),
@@ -235,19 +258,23 @@ impl OpenLayer {
         let u = Rc::try_unwrap(self.uncompressed)
             .map_err(|_| Error::internal("uncompressed tally still shared"))?
             .into_inner();
-        let blob_hex = hex::encode(c.hasher.finalize());
-        if c.bytes != check.size || format!("sha256:{blob_hex}") != check.digest {
+        let bytes = c.bytes;
+        let actual = c.digest();
+        if bytes != check.size || actual.as_ref().is_some_and(|a| *a != check.digest) {
             return Err(LayerFailure {
                 error: ImageError::ChangedOnDisk {
                     digest: check.digest.clone(),
-                    actual: format!("sha256:{blob_hex}"),
-                    bytes: c.bytes,
+                    actual: actual.unwrap_or_else(|| NOT_HASHED_AGAIN.into()),
+                    bytes,
                 }
                 .into(),
                 cache_suspect: true,
             });
         }
-        let diff_id = format!("sha256:{}", hex::encode(u.hasher.finalize()));
+        let uncompressed_bytes = u.bytes;
+        let diff_id = u
+            .digest()
+            .ok_or_else(|| Error::internal("the uncompressed stream was not hashed"))?;
         if diff_id != check.diff_id {
             return Err(ImageError::DiffIdMismatch {
                 layer: check.digest.clone(),
@@ -256,7 +283,7 @@ impl OpenLayer {
             }
             .into());
         }
-        Ok(u.bytes)
+        Ok(uncompressed_bytes)
     }
 }
 

@@ -23,7 +23,7 @@ use sha2::{Digest as _, Sha256};
 
 pub(crate) use budget::Budget;
 pub(crate) use classify::{Item, LayerEntries, display_path};
-pub(crate) use decode::{LayerCheck, LayerFailure};
+pub(crate) use decode::{LayerCheck, LayerFailure, NOT_HASHED_AGAIN};
 pub(crate) use verified::VerifiedLayers;
 pub(crate) use walk::spawn_walk;
 
@@ -112,6 +112,7 @@ mod tests {
             digest: sha256_digest(&blob),
             size: blob.len() as u64,
             diff_id: sha256_digest(tar_bytes),
+            hashed_at_download: false,
         }
     }
 
@@ -229,6 +230,46 @@ mod tests {
         let mut bytes = std::fs::read(&check.path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
+        std::fs::write(&check.path, &bytes).unwrap();
+        let (_, r) = walk_all(check, Limits::default(), true).await;
+        let f = r.unwrap_err();
+        assert!(f.cache_suspect, "{f:?}");
+    }
+
+    #[tokio::test]
+    async fn a_blob_hashed_at_download_is_counted_and_its_diff_id_still_checked() {
+        let t = tar(&[E::File("a", b"hello")]);
+        let dir = tempfile::tempdir().unwrap();
+        // The digest is taken as verified: a stale claim is not noticed by the walk itself...
+        let mut check = check_for(dir.path(), &t, LayerFormat::Gzip);
+        check.hashed_at_download = true;
+        check.digest = sha256_digest(b"another blob");
+        let (entries, r) = walk_all(check.clone(), Limits::default(), true).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(entries.len(), 1);
+        // ...but the same claim is a cache-suspect failure when the bytes are hashed.
+        check.hashed_at_download = false;
+        let (_, r) = walk_all(check, Limits::default(), true).await;
+        let f = r.unwrap_err();
+        assert!(f.cache_suspect, "{f:?}");
+        assert_eq!(f.error.code(), tonic::Code::DataLoss);
+        // The uncompressed stream is still hashed: a diff_id that does not match is DataLoss.
+        let mut check = check_for(dir.path(), &t, LayerFormat::Gzip);
+        check.hashed_at_download = true;
+        check.diff_id = sha256_digest(b"x");
+        let (_, r) = walk_all(check, Limits::default(), true).await;
+        assert_eq!(r.unwrap_err().error.code(), tonic::Code::DataLoss);
+        // So is content changed on disk after the download, since it decodes differently.
+        let mut check = check_for(dir.path(), &t, LayerFormat::Tar);
+        check.hashed_at_download = true;
+        let mut bytes = std::fs::read(&check.path).unwrap();
+        let body = bytes.windows(5).position(|w| w == b"hello").unwrap();
+        bytes[body] = b'j';
+        std::fs::write(&check.path, &bytes).unwrap();
+        let (_, r) = walk_all(check.clone(), Limits::default(), true).await;
+        assert_eq!(r.unwrap_err().error.code(), tonic::Code::DataLoss);
+        // And a size that changed is a cache-suspect failure without any hash.
+        bytes.extend_from_slice(&[0; 512]);
         std::fs::write(&check.path, &bytes).unwrap();
         let (_, r) = walk_all(check, Limits::default(), true).await;
         let f = r.unwrap_err();

@@ -131,6 +131,7 @@ mod tests {
             digest: digest.into(),
             size: 10,
             diff_id: "sha256:d".into(),
+            hashed_at_download: false,
         }
     }
 

@@ -103,7 +103,7 @@ impl Run<'_> {
                 }
                 Plan::Scan(fetch) => {
                     let info_diff_id = info.diff_id.clone();
-                    let (handle, _) = fetch.await.map_err(join_error)??;
+                    let (handle, fetched) = fetch.await.map_err(join_error)??;
                     progress.scanning(format!(
                         "scanning layer {} of {} ({})",
                         i + 1,
@@ -111,7 +111,7 @@ impl Run<'_> {
                         info.digest
                     ));
                     let f = self
-                        .scan_one_layer(info, handle, &budget, &progress, ctx)
+                        .scan_one_layer(info, (handle, fetched), &budget, &progress, ctx)
                         .await?;
                     if f.documents.is_empty() {
                         // Stored only now: the walk verified the layer against this diff_id.
@@ -132,10 +132,11 @@ impl Run<'_> {
 
     /// Feeds one downloaded layer to the scanner while the walk verifies it; a failure that
     /// may come from a corrupt cache entry is retried once with the blob downloaded again.
+    /// `fetched`: this scan just downloaded (and hashed) the blob.
     async fn scan_one_layer(
         &self,
         info: LayerInfo,
-        mut handle: BlobHandle,
+        (mut handle, mut fetched): (BlobHandle, bool),
         budget: &Arc<Budget>,
         progress: &Arc<Progress>,
         ctx: &ScanContext,
@@ -150,6 +151,7 @@ impl Run<'_> {
                 digest: info.digest.clone(),
                 size: info.size,
                 diff_id: info.diff_id.clone(),
+                hashed_at_download: fetched,
             };
             let checkpoint = budget.checkpoint();
             let walk = spawn_walk(check, budget.clone(), self.cancel.clone());
@@ -192,7 +194,7 @@ impl Run<'_> {
                     self.cache.invalidate(&info.digest);
                     drop(handle);
                     budget.rewind(checkpoint);
-                    handle = self.fetch_now(&info.digest, info.size, progress).await?.0;
+                    (handle, fetched) = self.fetch_now(&info.digest, info.size, progress).await?;
                 }
                 Err(f) => return Err(f.error),
             }

@@ -129,13 +129,14 @@ impl Run<'_> {
         // started are stopped and awaited first, since one may be writing into the scratch dir.
         let gathered: Result<(), Error> = async {
             for ((i, digest, size), fetch) in wanted.into_iter().zip(fetches) {
-                let (mut handle, fetched) = fetch.await.map_err(join_error)??;
-                let layer_check = |path: &Path| LayerCheck {
+                let (mut handle, mut fetched) = fetch.await.map_err(join_error)??;
+                let layer_check = |path: &Path, fetched: bool| LayerCheck {
                     path: path.to_path_buf(),
                     format: layer_format(&image.layers[i].media_type),
                     digest: digest.clone(),
                     size,
                     diff_id: image.diff_ids[i].clone(),
+                    hashed_at_download: fetched,
                 };
                 if let Some(root) = &rootfs {
                     progress.scanning(format!(
@@ -146,7 +147,7 @@ impl Run<'_> {
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
-                        let check = layer_check(handle.path());
+                        let check = layer_check(handle.path(), fetched);
                         let checkpoint = budget.checkpoint();
                         let result = self.unpack(root.clone(), check, budget.clone()).await?;
                         match result {
@@ -161,7 +162,8 @@ impl Run<'_> {
                             {
                                 self.cache.invalidate(&digest);
                                 budget.rewind(checkpoint);
-                                handle = self.fetch_now(&digest, size, &progress).await?.0;
+                                (handle, fetched) =
+                                    self.fetch_now(&digest, size, &progress).await?;
                             }
                             Err(f) => return Err(f.error),
                         }
@@ -170,9 +172,9 @@ impl Run<'_> {
                 } else {
                     if !fetched && !self.cache.verify(&handle, false).await? {
                         self.cache.invalidate(&digest);
-                        handle = self.fetch_now(&digest, size, &progress).await?.0;
+                        (handle, fetched) = self.fetch_now(&digest, size, &progress).await?;
                     }
-                    let check = layer_check(handle.path());
+                    let check = layer_check(handle.path(), fetched);
                     let copy_to = match &mut uncompressed {
                         Some(dir) => dir.plan(i, &check, &self.verified),
                         None => None,
