@@ -123,25 +123,38 @@ pub fn peak_rss(pid: u32) -> io::Result<u64> {
 /// CPU time (user + system) `pid` has used so far, in seconds, from `/proc/PID/stat`; with
 /// `children`, that of its children it has waited for too.
 pub fn cpu_seconds(pid: u32, children: bool) -> io::Result<f64> {
+    let [utime, stime, cutime, cstime] = cpu_ticks(pid)?;
+    let ticks = if children {
+        utime + stime + cutime + cstime
+    } else {
+        utime + stime
+    };
+    Ok(ticks / CLOCK_TICKS)
+}
+
+/// CPU time (user + system) of the children this process has waited for, in seconds: its
+/// difference over a `Command::output()` call is what that command used.
+pub fn waited_children_cpu_seconds() -> io::Result<f64> {
+    let [_, _, cutime, cstime] = cpu_ticks(std::process::id())?;
+    Ok((cutime + cstime) / CLOCK_TICKS)
+}
+
+/// USER_HZ, the unit of `/proc/PID/stat`'s times: 100 on every Linux the test kit runs on.
+const CLOCK_TICKS: f64 = 100.0;
+
+/// utime, stime, cutime and cstime of `/proc/PID/stat`, in clock ticks.
+fn cpu_ticks(pid: u32) -> io::Result<[f64; 4]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) in parentheses; utime is field 14.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest)
         .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))?;
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    let ticks = if children {
-        fields.iter().sum::<f64>()
-    } else {
-        fields.iter().take(2).sum::<f64>()
-    };
-    // USER_HZ is 100 on every Linux the test kit runs on (sysconf(_SC_CLK_TCK) needs libc).
-    Ok(ticks / 100.0)
+    let mut ticks = [0.0; 4];
+    for (t, field) in ticks.iter_mut().zip(rest.split_whitespace().skip(11)) {
+        *t = field.parse().unwrap_or(0.0);
+    }
+    Ok(ticks)
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind `:0`, read, release).

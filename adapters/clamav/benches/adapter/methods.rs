@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sidescan_testkit::clamd::{ClamdProcess, EICAR_SIGNATURE};
 use sidescan_testkit::plugin::{PluginProcess, ServingStatus, workspace_binary};
-use sidescan_testkit::process::peak_rss;
+use sidescan_testkit::process::{cpu_seconds, peak_rss, waited_children_cpu_seconds};
 use sidescan_testkit::registry::Registry;
 use sidescan_testkit::tool;
 
@@ -19,6 +19,12 @@ pub(crate) const CLAMDSCAN_ROOTFS: &str = "clamdscan rootfs";
 /// Runs `cmd`, failing with its output when it does not exit with one of `ok`; returns stdout
 /// and the time it took.
 pub(crate) fn run(cmd: &mut Command, ok: &[i32]) -> Result<(String, Duration), String> {
+    run_counted(cmd, ok).map(|(out, took, _)| (out, took))
+}
+
+/// [`run`], also returning the CPU seconds `cmd` used.
+fn run_counted(cmd: &mut Command, ok: &[i32]) -> Result<(String, Duration, f64), String> {
+    let cpu_before = children_cpu()?;
     let started = Instant::now();
     let out = cmd
         .stdin(Stdio::null())
@@ -33,12 +39,25 @@ pub(crate) fn run(cmd: &mut Command, ok: &[i32]) -> Result<(String, Duration), S
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), took))
+    let cpu = children_cpu()? - cpu_before;
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), took, cpu))
 }
 
-/// `clamdscan --fdpass -m` on `target`; returns the infected count and the time.
-fn clamdscan(clamd: &ClamdProcess, target: &Path) -> Result<(usize, Duration), String> {
-    let (out, took) = run(
+/// CPU seconds of the children the bench has waited for.
+fn children_cpu() -> Result<f64, String> {
+    waited_children_cpu_seconds().map_err(|e| format!("reading /proc/self/stat: {e}"))
+}
+
+/// CPU seconds process `pid` has used so far.
+fn process_cpu(pid: u32) -> Result<f64, String> {
+    cpu_seconds(pid, false).map_err(|e| format!("reading /proc/{pid}/stat: {e}"))
+}
+
+/// `clamdscan --fdpass -m` on `target`; returns the infected count, the time and the CPU
+/// seconds clamd and clamdscan used.
+fn clamdscan(clamd: &ClamdProcess, target: &Path) -> Result<(usize, Duration, f64), String> {
+    let clamd_before = process_cpu(clamd.pid())?;
+    let (out, took, cpu) = run_counted(
         Command::new(tool::require("clamdscan", "apt-get install -y clamdscan"))
             .arg(format!("--config-file={}", clamd.config_path().display()))
             .args(["--fdpass", "-m", "-i"])
@@ -50,14 +69,21 @@ fn clamdscan(clamd: &ClamdProcess, target: &Path) -> Result<(usize, Duration), S
         .find_map(|l| l.strip_prefix("Infected files: "))
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| format!("no summary from clamdscan:\n{out}"))?;
-    Ok((infected, took))
+    Ok((
+        infected,
+        took,
+        cpu + process_cpu(clamd.pid())? - clamd_before,
+    ))
 }
 
 /// One timed method: total and its steps.
 #[derive(Default)]
 pub(crate) struct Timing {
     pub(crate) total: Duration,
-    steps: Vec<(&'static str, Duration)>,
+    /// CPU seconds of every process the method ran (clamd's included).
+    pub(crate) cpu: f64,
+    /// Each step: name, wall time, CPU seconds.
+    steps: Vec<(&'static str, Duration, f64)>,
     /// A baseline's files (layout, rootfs), deleted only when the bench ends: removing thousands
     /// of files just before the next method makes ext4 slow to create files for some seconds
     /// (its recently-deleted inode check), and clamd creates a temporary file for every archive
@@ -67,26 +93,37 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
-    fn step(&mut self, name: &'static str, took: Duration) {
+    fn step(&mut self, name: &'static str, took: Duration, cpu: f64) {
         self.total += took;
-        self.steps.push((name, took));
+        self.cpu += cpu;
+        self.steps.push((name, took, cpu));
     }
 
     /// The time of step `name` (zero when there is none).
     pub(crate) fn of(&self, name: &str) -> Duration {
         self.steps
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|s| s.0 == name)
             .map_or(Duration::ZERO, |s| s.1)
+    }
+
+    /// The CPU seconds of step `name`, if there is one.
+    pub(crate) fn cpu_of(&self, name: &str) -> Option<f64> {
+        self.steps.iter().find(|s| s.0 == name).map(|s| s.2)
     }
 
     pub(crate) fn describe(&self) -> String {
         let steps: Vec<String> = self
             .steps
             .iter()
-            .map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64()))
+            .map(|(n, d, _)| format!("{n} {:.2}s", d.as_secs_f64()))
             .collect();
-        format!("{:7.2}s  ({})", self.total.as_secs_f64(), steps.join(", "))
+        format!(
+            "{:7.2}s  ({}; {:.2} CPU-s)",
+            self.total.as_secs_f64(),
+            steps.join(", "),
+            self.cpu
+        )
     }
 }
 
@@ -110,17 +147,17 @@ pub(crate) fn baseline(
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let layout = dir.path().join("layout");
     let mut t = Timing::default();
-    let (_, took) = run(
+    let (_, took, cpu) = run_counted(
         Command::new(tool::skopeo())
             .args(["copy", "--quiet", "--src-tls-verify=false"])
             .arg(registry.docker_ref(repo, "1"))
             .arg(format!("oci:{}:1", layout.display())),
         &[0],
     )?;
-    t.step("skopeo copy", took);
+    t.step("skopeo copy", took, cpu);
     if !unpack {
-        let (infected, took) = clamdscan(clamd, &layout.join("blobs"))?;
-        t.step("clamdscan blobs", took);
+        let (infected, took, cpu) = clamdscan(clamd, &layout.join("blobs"))?;
+        t.step("clamdscan blobs", took, cpu);
         one_eicar("baseline (a)", repo, infected)?;
         t.work = Some(dir);
         return Ok(t);
@@ -131,24 +168,24 @@ pub(crate) fn baseline(
     if !rustix::process::getuid().is_root() {
         umoci.arg("--rootless");
     }
-    let (_, took) = run(
+    let (_, took, cpu) = run_counted(
         umoci
             .arg("--image")
             .arg(format!("{}:1", layout.display()))
             .arg(&bundle),
         &[0],
     )?;
-    t.step("umoci unpack", took);
-    let (infected, took) = clamdscan(clamd, &bundle.join("rootfs"))?;
-    t.step(CLAMDSCAN_ROOTFS, took);
+    t.step("umoci unpack", took, cpu);
+    let (infected, took, cpu) = clamdscan(clamd, &bundle.join("rootfs"))?;
+    t.step(CLAMDSCAN_ROOTFS, took, cpu);
     one_eicar("baseline (b)", repo, infected)?;
     t.work = Some(dir);
     Ok(t)
 }
 
 /// `sidescan scan repo:1 --plugin-config <zot plugin_config.json>`; checks the one EICAR finding.
-fn adapter_scan(config: &Path, repo: &str) -> Result<Duration, String> {
-    let (out, took) = run(
+fn adapter_scan(config: &Path, repo: &str) -> Result<(Duration, f64), String> {
+    let (out, took, cli_cpu) = run_counted(
         Command::new(workspace_binary("sidescan"))
             .args([
                 "scan",
@@ -173,17 +210,34 @@ fn adapter_scan(config: &Path, repo: &str) -> Result<Duration, String> {
             "adapter scan of {repo}: expected one EICAR finding and no notices, got {findings:?} and {notices} notices"
         ));
     }
-    Ok(took)
+    Ok((took, cli_cpu))
 }
 
 /// One run of the adapter: a fresh process (empty caches), the first scan, the re-scan if any.
 pub(crate) struct AdapterRun {
     pub(crate) first: Duration,
+    /// CPU seconds of the first scan: clamd, the adapter process (its start included) and the
+    /// `sidescan` CLI.
+    pub(crate) first_cpu: FirstScanCpu,
     pub(crate) rescan: Option<Duration>,
     /// Peak RSS (`VmHWM`), bytes.
     pub(crate) rss: u64,
     /// The adapter logged that clamd refused a descriptor and it went on with `INSTREAM`.
     pub(crate) fell_back_to_instream: bool,
+}
+
+/// CPU seconds of an adapter's first scan, by process.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FirstScanCpu {
+    pub(crate) clamd: f64,
+    pub(crate) adapter: f64,
+    pub(crate) cli: f64,
+}
+
+impl FirstScanCpu {
+    pub(crate) fn total(&self) -> f64 {
+        self.clamd + self.adapter + self.cli
+    }
 }
 
 /// Starts a fresh adapter on `clamd`, scans `repo`, then `rescan` (if any) on the same process.
@@ -225,12 +279,22 @@ pub(crate) fn adapter_run(
         }],
     });
     std::fs::write(&config, json.to_string()).map_err(|e| e.to_string())?;
-    let scans = adapter_scan(&config, repo)
-        .and_then(|first| Ok((first, rescan.map(|r| adapter_scan(&config, r)).transpose()?)))
+    let clamd_before = process_cpu(clamd.pid())?;
+    let (first, cli) =
+        adapter_scan(&config, repo).map_err(|e| format!("{e}\nadapter log:\n{}", plugin.logs()))?;
+    let first_cpu = FirstScanCpu {
+        clamd: process_cpu(clamd.pid())? - clamd_before,
+        adapter: process_cpu(plugin.pid())?,
+        cli,
+    };
+    let rescan = rescan
+        .map(|r| adapter_scan(&config, r).map(|(took, _)| took))
+        .transpose()
         .map_err(|e| format!("{e}\nadapter log:\n{}", plugin.logs()))?;
     Ok(AdapterRun {
-        first: scans.0,
-        rescan: scans.1,
+        first,
+        first_cpu,
+        rescan,
         rss: peak_rss(plugin.pid()).map_err(|e| e.to_string())?,
         fell_back_to_instream: plugin.logs().contains("refused FILDES"),
     })

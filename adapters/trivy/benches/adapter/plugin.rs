@@ -86,6 +86,12 @@ impl Adapter {
         std::fs::read_to_string(self.dir.path().join("adapter.log")).unwrap_or_default()
     }
 
+    /// CPU seconds the adapter process and the Trivy runs it has waited for have used so far.
+    pub(crate) fn cpu_seconds(&self) -> Result<f64, String> {
+        sidescan_testkit::process::cpu_seconds(self.child.pid(), true)
+            .map_err(|e| format!("adapter CPU: {e}"))
+    }
+
     /// How many Trivy runs the adapter has logged.
     pub(crate) fn trivy_runs(&self) -> usize {
         self.log().matches("trivy image run").count()
