@@ -216,8 +216,7 @@ fn adapter_scan(config: &Path, repo: &str) -> Result<(Duration, f64), String> {
 /// One run of the adapter: a fresh process (empty caches), the first scan, the re-scan if any.
 pub(crate) struct AdapterRun {
     pub(crate) first: Duration,
-    /// CPU seconds of the first scan: clamd, the adapter process (its start included) and the
-    /// `sidescan` CLI.
+    /// CPU seconds of the first scan: clamd, the adapter process and the `sidescan` CLI.
     pub(crate) first_cpu: FirstScanCpu,
     pub(crate) rescan: Option<Duration>,
     /// Peak RSS (`VmHWM`), bytes.
@@ -280,11 +279,12 @@ pub(crate) fn adapter_run(
     });
     std::fs::write(&config, json.to_string()).map_err(|e| e.to_string())?;
     let clamd_before = process_cpu(clamd.pid())?;
+    let adapter_before = process_cpu(plugin.pid())?;
     let (first, cli) =
         adapter_scan(&config, repo).map_err(|e| format!("{e}\nadapter log:\n{}", plugin.logs()))?;
     let first_cpu = FirstScanCpu {
         clamd: process_cpu(clamd.pid())? - clamd_before,
-        adapter: process_cpu(plugin.pid())?,
+        adapter: process_cpu(plugin.pid())? - adapter_before,
         cli,
     };
     let rescan = rescan

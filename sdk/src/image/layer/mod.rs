@@ -38,7 +38,8 @@ pub const PARSER_GENERATION: u32 = 2;
 const RATIO_FLOOR: u64 = 8 << 20;
 /// Size of body chunks sent to the plugin.
 const CHUNK: usize = 64 << 10;
-/// Channel depth (messages); bounds memory to about `DEPTH * CHUNK`.
+/// Channel depth (batches of messages, each under `2 * CHUNK` of body bytes); bounds memory to
+/// about `2 * DEPTH * CHUNK`.
 const DEPTH: usize = 8;
 
 /// sha256 of the given bytes as `sha256:<hex>` (tests and fixtures).
@@ -187,6 +188,54 @@ mod tests {
             assert_eq!(entries[8].3, b"x");
             assert!(notices.is_empty(), "{notices:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn many_small_entries_arrive_in_order_across_batches() {
+        // Several batches of small files (each batch holds at most 64 messages or a chunk of
+        // body bytes) with a large body between them, then a limit that trips: every entry
+        // before the failure arrives, in order and whole, and then the failure.
+        let names: Vec<String> = (0..300).map(|i| format!("f{i:03}")).collect();
+        let bodies: Vec<Vec<u8>> = (0..300).map(|i| vec![(i % 200) as u8; i * 37]).collect();
+        let big = vec![9u8; 200_000];
+        let mut items: Vec<E<'_>> = names
+            .iter()
+            .zip(&bodies)
+            .map(|(n, b)| E::File(n.as_str(), b.as_slice()))
+            .collect();
+        items.insert(150, E::File("big", &big));
+        let t = tar(&items);
+        let dir = tempfile::tempdir().unwrap();
+        let (entries, result) = walk_all(
+            check_for(dir.path(), &t, LayerFormat::Gzip),
+            Limits::default(),
+            true,
+        )
+        .await;
+        result.unwrap();
+        assert_eq!(entries.len(), 301);
+        for (i, (path, _, _, body)) in entries.iter().enumerate() {
+            let (want_path, want_body) = match i {
+                150 => ("/big".to_owned(), &big),
+                _ => {
+                    let j = if i < 150 { i } else { i - 1 };
+                    (format!("/{}", names[j]), &bodies[j])
+                }
+            };
+            assert_eq!((path, body), (&want_path, want_body), "entry {i}");
+        }
+        let limits = Limits {
+            max_entries: 200,
+            ..Limits::default()
+        };
+        let (entries, result) =
+            walk_all(check_for(dir.path(), &t, LayerFormat::Gzip), limits, true).await;
+        assert_eq!(
+            result.unwrap_err().error.code(),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(entries.len(), 200);
+        assert_eq!(entries[199].0, format!("/{}", names[198]));
     }
 
     #[tokio::test]

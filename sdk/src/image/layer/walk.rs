@@ -1,11 +1,13 @@
 //! The streaming walk that feeds [`crate::input::Layer`] without unpacking to disk.
 //!
 //! The walk runs on a blocking thread and talks to the async side over one bounded channel that
-//! carries entry headers and body chunks in archive order; an unread body is skipped when the
-//! plugin asks for the next entry. After the last entry the thread drains the decompressor to the
+//! carries entry headers and body chunks in archive order, in batches of about a chunk (so a
+//! layer of many small files is not one thread wake-up per header, chunk and body end); an
+//! unread body is skipped when the plugin asks for the next entry. After the last entry the thread drains the decompressor to the
 //! end, so the layer's diff_id (sha256 of the whole uncompressed tar) and the blob's digest are
 //! checked before `next_entry` returns `None`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,11 +44,49 @@ enum Msg {
     Failed(LayerFailure),
 }
 
+/// Messages sent at once: a batch is sent when it holds [`CHUNK`] body bytes or this many
+/// messages, and before the walk's last message.
+const BATCH_MESSAGES: usize = 64;
+
+/// Collects the walk's messages and sends them in batches.
+struct Batcher {
+    tx: mpsc::Sender<Vec<Msg>>,
+    batch: Vec<Msg>,
+    bytes: usize,
+}
+
+impl Batcher {
+    /// Adds `msg`, sending the batch when it is full; `Err` when the receiver is gone.
+    fn push(&mut self, msg: Msg) -> Result<(), LayerFailure> {
+        if let Msg::Chunk(c) = &msg {
+            self.bytes += c.len();
+        }
+        self.batch.push(msg);
+        if self.bytes >= CHUNK || self.batch.len() >= BATCH_MESSAGES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is collected.
+    fn flush(&mut self) -> Result<(), LayerFailure> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.tx
+            .blocking_send(std::mem::take(&mut self.batch))
+            .map_err(|_| Error::Cancelled("layer reader abandoned".into()).into())
+    }
+}
+
 /// Outcome of a finished walk.
 pub(crate) type WalkResult = Result<Vec<Notice>, LayerFailure>;
 
 struct Shared {
-    rx: mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Vec<Msg>>,
+    /// The rest of the batch received last.
+    queue: VecDeque<Msg>,
     /// Sequence number of the current entry (1-based).
     seq: u64,
     /// The current entry's body is still being delivered.
@@ -62,12 +102,18 @@ impl Shared {
         if let Some(m) = self.pending.take() {
             return Poll::Ready(m);
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(m)) => Poll::Ready(m),
-            Poll::Ready(None) => Poll::Ready(Msg::Failed(
-                Error::internal("layer reader stopped without a result").into(),
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if let Some(m) = self.queue.pop_front() {
+                return Poll::Ready(m);
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.queue.extend(batch),
+                None => {
+                    return Poll::Ready(Msg::Failed(
+                        Error::internal("layer reader stopped without a result").into(),
+                    ));
+                }
+            }
         }
     }
 
@@ -242,6 +288,7 @@ pub(crate) fn spawn_walk(
     let handle = WalkHandle {
         shared: Arc::new(Mutex::new(Shared {
             rx,
+            queue: VecDeque::new(),
             seq: 0,
             in_body: false,
             leftover: Bytes::new(),
@@ -252,12 +299,18 @@ pub(crate) fn spawn_walk(
         cancel: cancel.clone(),
     };
     tokio::task::spawn_blocking(move || {
-        let result = walk_blocking(&check, &budget, &cancel, &tx, &skip);
-        let msg = match result {
+        let mut out = Batcher {
+            tx,
+            batch: Vec::new(),
+            bytes: 0,
+        };
+        let result = walk_blocking(&check, &budget, &cancel, &mut out, &skip);
+        // What was collected before a failure still goes first, in archive order.
+        out.batch.push(match result {
             Ok(notices) => Msg::Done(notices),
             Err(f) => Msg::Failed(f),
-        };
-        let _ = tx.blocking_send(msg);
+        });
+        let _ = out.flush();
     });
     handle
 }
@@ -266,10 +319,9 @@ fn walk_blocking(
     check: &LayerCheck,
     budget: &Arc<Budget>,
     cancel: &CancellationToken,
-    tx: &mpsc::Sender<Msg>,
+    out: &mut Batcher,
     skip: &AtomicU64,
 ) -> WalkResult {
-    let gone = || -> LayerFailure { Error::Cancelled("layer reader abandoned".into()).into() };
     let mut entries = LayerEntries::open(check, budget, cancel)?;
     let mut seq = 0u64;
     let mut buf = vec![0u8; CHUNK];
@@ -282,7 +334,7 @@ fn walk_blocking(
             link_target: item.link.map(|l| String::from_utf8_lossy(&l).into_owned()),
         };
         seq += 1;
-        tx.blocking_send(Msg::Header(header)).map_err(|_| gone())?;
+        out.push(Msg::Header(header))?;
         if item.kind != EntryKind::File {
             continue;
         }
@@ -294,11 +346,12 @@ fn walk_blocking(
             if n == 0 {
                 break;
             }
-            tx.blocking_send(Msg::Chunk(Bytes::copy_from_slice(&buf[..n])))
-                .map_err(|_| gone())?;
+            out.push(Msg::Chunk(Bytes::copy_from_slice(&buf[..n])))?;
         }
-        tx.blocking_send(Msg::EndBody).map_err(|_| gone())?;
+        out.push(Msg::EndBody)?;
     }
+    // The plugin gets the last entries while the rest of the stream is drained and checked.
+    out.flush()?;
     entries.finish()?;
     Ok(Vec::new())
 }
