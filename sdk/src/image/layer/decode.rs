@@ -1,5 +1,6 @@
-//! The decode chain of one layer: cached blob file -> sha256 + byte count (the blob digest) ->
-//! gzip / zstd / plain -> sha256 (the diff_id) + the budget's limits -> Go-compatible tar reader.
+//! The decode chain of one layer: cached blob file -> sha256 + byte count (the blob digest; only
+//! the count for a blob this scan has just downloaded and hashed) -> gzip / zstd / plain ->
+//! sha256 (the diff_id) + the budget's limits -> Go-compatible tar reader.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write as _};

@@ -3,9 +3,10 @@
 //! The walk runs on a blocking thread and talks to the async side over one bounded channel that
 //! carries entry headers and body chunks in archive order, in batches of about a chunk (so a
 //! layer of many small files is not one thread wake-up per header, chunk and body end); an
-//! unread body is skipped when the plugin asks for the next entry. After the last entry the thread drains the decompressor to the
-//! end, so the layer's diff_id (sha256 of the whole uncompressed tar) and the blob's digest are
-//! checked before `next_entry` returns `None`.
+//! unread body is skipped when the plugin asks for the next entry. After the last entry the
+//! thread drains the decompressor to the end, so the layer's diff_id (sha256 of the whole
+//! uncompressed tar) and the blob's digest (or, for a blob just downloaded and hashed, its size)
+//! are checked before `next_entry` returns `None`.
 
 use std::collections::VecDeque;
 use std::io;
